@@ -1,8 +1,22 @@
-"""ppl: a probabilistic programming language for Python (placeholder, being built)."""
+"""ppl: a probabilistic programming language for Python.
+
+    import ppl
+    model = ppl.load("eight_schools.gm")        # or ppl.compile(source_text)
+    post = model.sample(data, chains=4, seed=0)
+    print(post.summary())
+"""
 import os as _os
 
 import jax as _jax
 
-# Double precision by default on CPU (Stan's numerics); PPL_PRECISION=32 turns it off.
+# Double precision by default (Stan's numerics); PPL_PRECISION=32 turns it off.
 if _os.environ.get("PPL_PRECISION", "64") != "32":
     _jax.config.update("jax_enable_x64", True)
+
+from .errors import DataError, ModelError  # noqa: E402
+from .model import Model, ModelWarning, compile, load  # noqa: E402
+from .results import Posterior  # noqa: E402
+from .data import load_data  # noqa: E402
+
+__all__ = ["compile", "load", "load_data", "Model", "ModelError", "DataError", "ModelWarning", "Posterior"]
+__version__ = "0.1.0"

@@ -1,0 +1,36 @@
+"""Process-wide settings: precision and JAX's persistent compilation cache."""
+from __future__ import annotations
+
+import os
+
+import jax
+
+_cache_dir = None
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "ppl", "jax")
+
+
+def enable_compile_cache(path: str | None = None) -> str | None:
+    """Turn on JAX's persistent compilation cache (idempotent).
+
+    The folder is ``path``, else ``$PPL_CACHE_DIR``, else ``~/.cache/ppl/jax``;
+    ``PPL_CACHE=0`` (or ``path=""``) turns it off. Returns the folder in use, or None.
+    """
+    global _cache_dir
+    if os.environ.get("PPL_CACHE", "1") == "0" or path == "":
+        return None
+    path = path or os.environ.get("PPL_CACHE_DIR") or default_cache_dir()
+    if _cache_dir == path:
+        return path
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    _cache_dir = path
+    return path

@@ -1,0 +1,243 @@
+"""Evaluate a GM expression with jax.numpy in an environment of values.
+
+One interpreter serves every stage: the concrete pass over data (transformed data, index
+checks), the abstract pass that infers shapes (under jax.eval_shape), and the traced log
+density and samplers. Errors are raised as ModelError at the sub-expression that caused them.
+"""
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import ast as A
+from .distributions import DISTRIBUTIONS
+from .errors import ModelError, did_you_mean
+from .functions import FUNCTIONS
+
+_DENSITY_SUFFIXES = ("_lpdf", "_lpmf", "_lcdf", "_lccdf")
+
+
+def is_concrete(v) -> bool:
+    return not isinstance(v, jax.core.Tracer)
+
+
+def shape_of(v) -> tuple:
+    return tuple(np.shape(v))
+
+
+def _is_int_dtype(v) -> bool:
+    return jnp.issubdtype(jnp.result_type(v), jnp.integer) or jnp.issubdtype(jnp.result_type(v), jnp.bool_)
+
+
+def static_int(v, what: str, span) -> int:
+    """A value that must be known before sampling (a size, a slice bound, an axis)."""
+    if isinstance(v, (bool, np.bool_)):
+        return int(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if is_concrete(v) and np.ndim(v) == 0 and _is_int_dtype(v):
+        return int(v)
+    if not is_concrete(v):
+        raise ModelError(f"{what} must be known from the data, not from a parameter", span,
+                         hint="use an `int` data value or a dimension name")
+    raise ModelError(f"{what} must be an integer, got {np.asarray(v).dtype} of shape {shape_of(v)}", span)
+
+
+def _power(a, b):
+    if _is_int_dtype(a) and not (isinstance(b, int) and b >= 0):
+        a = jnp.asarray(a, dtype=float)
+    return jnp.power(a, b)
+
+
+def _as_int(f):
+    return lambda a, b: f(a, b).astype(int)
+
+
+_BINARY = {
+    "+": jnp.add, "-": jnp.subtract, "*": jnp.multiply, "/": jnp.true_divide, "%": jnp.remainder,
+    "^": _power, "@": jnp.matmul,
+    "==": _as_int(jnp.equal), "!=": _as_int(jnp.not_equal), "<": _as_int(jnp.less),
+    ">": _as_int(jnp.greater), "<=": _as_int(jnp.less_equal), ">=": _as_int(jnp.greater_equal),
+    "&&": _as_int(jnp.logical_and), "||": _as_int(jnp.logical_or),
+}
+_PY_BINARY = {"+": operator.add, "-": operator.sub, "*": operator.mul}
+
+
+class Evaluator:
+    """Evaluates expressions; ``env`` maps names to values (arrays, Python ints)."""
+
+    def __init__(self, env: dict):
+        self.env = env
+
+    def __call__(self, e) -> Any:
+        method = getattr(self, "_" + type(e).__name__)
+        return method(e)
+
+    # ---- leaves
+    def _Num(self, e: A.Num):
+        return e.value
+
+    def _Name(self, e: A.Name):
+        try:
+            return self.env[e.id]
+        except KeyError:
+            raise ModelError(f"`{e.id}` has no value here", e.span) from None
+
+    # ---- operators
+    def _Unary(self, e: A.Unary):
+        x = self(e.operand)
+        if e.op == "-":
+            return -x if isinstance(x, int) else jnp.negative(x)
+        if e.op == "+":
+            return x
+        return jnp.logical_not(x).astype(int)
+
+    def _Binary(self, e: A.Binary):
+        a, b = self(e.left), self(e.right)
+        if isinstance(a, int) and isinstance(b, int) and e.op in _PY_BINARY:
+            return _PY_BINARY[e.op](a, b)            # static integer arithmetic stays static
+        if e.op == "@" and (np.ndim(a) == 0 or np.ndim(b) == 0):
+            raise ModelError("`@` is a matrix product; use `*` for a scalar", e.span)
+        try:
+            return _BINARY[e.op](a, b)
+        except (TypeError, ValueError) as err:
+            raise ModelError(f"cannot apply `{e.op}` to shapes {shape_of(a)} and {shape_of(b)}", e.span,
+                             hint=_shape_hint(e.op, err)) from None
+
+    def _Transpose(self, e: A.Transpose):
+        x = self(e.operand)
+        return jnp.swapaxes(x, -1, -2) if np.ndim(x) >= 2 else x
+
+    def _IfElse(self, e: A.IfElse):
+        c, a, b = self(e.cond), self(e.then), self(e.other)
+        if is_concrete(c) and np.ndim(c) == 0:
+            return a if bool(c) else b
+        try:
+            return jnp.where(jnp.asarray(c) != 0, a, b)
+        except (TypeError, ValueError):
+            raise ModelError(f"if-then-else branches and condition do not broadcast: {shape_of(c)}, "
+                             f"{shape_of(a)}, {shape_of(b)}", e.span) from None
+
+    def _ArrayLit(self, e: A.ArrayLit):
+        items = [self(i) for i in e.items]
+        if not items:
+            raise ModelError("an empty array literal has no shape; use `zeros(0)`", e.span)
+        try:
+            return jnp.stack(jnp.broadcast_arrays(*[jnp.asarray(i) for i in items]))
+        except (TypeError, ValueError):
+            raise ModelError("the items of an array literal must have the same shape, got "
+                             + ", ".join(str(shape_of(i)) for i in items), e.span) from None
+
+    # ---- indexing
+    def _Index(self, e: A.Index):
+        base = self(e.base)
+        ndim = np.ndim(base)
+        if len(e.indices) > ndim:
+            raise ModelError(f"{len(e.indices)} indices given but the value has {ndim} "
+                             f"dimension{'s' if ndim != 1 else ''} (shape {shape_of(base)})", e.span)
+        key = []
+        for axis, idx in enumerate(e.indices):
+            size = np.shape(base)[axis]
+            if isinstance(idx, A.Slice):
+                lo = 0 if idx.lower is None else static_int(self(idx.lower), "a slice bound", idx.span)
+                hi = size if idx.upper is None else static_int(self(idx.upper), "a slice bound", idx.span)
+                if not (0 <= lo <= hi <= size):
+                    raise ModelError(f"slice {lo}:{hi} is out of range for an axis of length {size}", idx.span)
+                key.append(slice(lo, hi))
+                continue
+            v = self(idx)
+            if not _is_int_dtype(v) and not isinstance(v, int):
+                raise ModelError("an index must be an integer (indices are 0-based)", _span(idx),
+                                 hint="declare index data as `int`, e.g. `data g: int[N]`")
+            if is_concrete(v):
+                arr = np.asarray(v)
+                if arr.size and (arr.min() < 0 or arr.max() >= size):
+                    bad = int(arr.max()) if arr.max() >= size else int(arr.min())
+                    hint = "indices are 0-based"
+                    if arr.size and arr.min() >= 1 and arr.max() == size:
+                        hint = "indices are 0-based and these look 1-based: subtract 1, e.g. `x[g - 1]`"
+                    raise ModelError(f"index {bad} is out of range for an axis of length {size}",
+                                     _span(idx), hint=hint)
+                key.append(int(arr) if arr.ndim == 0 else jnp.asarray(arr))
+            else:
+                key.append(v)
+        return jnp.asarray(base)[tuple(key)]
+
+    # ---- calls
+    def _Call(self, e: A.Call):
+        name = e.func
+        for suffix in _DENSITY_SUFFIXES:
+            if name.endswith(suffix) and name[: -len(suffix)] in DISTRIBUTIONS:
+                return self._density_call(e, name[: -len(suffix)], suffix)
+        if e.given is not None:
+            raise ModelError(f"`|` is only used in density calls like `normal_lpdf(x | mu, sigma)`", e.span)
+        fn = FUNCTIONS.get(name)
+        if fn is None:
+            if name in DISTRIBUTIONS:
+                raise ModelError(f"`{name}` is a distribution, not a function", e.span,
+                                 hint=f"use `x ~ {name}(...)` or `{name}_lpdf(x | ...)`")
+            raise ModelError(f"unknown function `{name}`", e.span,
+                             hint=did_you_mean(name, list(FUNCTIONS) + [d + "_lpdf" for d in DISTRIBUTIONS]))
+        n = len(e.args)
+        if not fn.min_args <= n <= fn.max_args:
+            want = str(fn.min_args) if fn.min_args == fn.max_args else f"{fn.min_args} to {fn.max_args}"
+            raise ModelError(f"`{name}` takes {want} argument{'s' if fn.max_args != 1 else ''}, got {n}", e.span,
+                             hint=f"usage: {fn.doc}" if fn.doc else None)
+        args = [self(a) for a in e.args]
+        for i in fn.static_args:
+            if i < n:
+                args[i] = static_int(args[i], f"argument {i + 1} of `{name}`", _span(e.args[i]))
+        try:
+            return fn.fn(*args)
+        except ModelError:
+            raise
+        except (TypeError, ValueError, IndexError) as err:
+            raise ModelError(f"`{name}` cannot take arguments of shapes "
+                             + ", ".join(str(shape_of(a)) for a in args) + f": {_clean(err)}", e.span) from None
+
+    def _density_call(self, e: A.Call, dname: str, suffix: str):
+        dist = DISTRIBUTIONS[dname]
+        if e.given is None:
+            raise ModelError(f"`{e.func}` takes its value before a bar: `{e.func}(x | ...)`", e.span)
+        want = "_lpmf" if dist.discrete else "_lpdf"
+        if suffix in ("_lpdf", "_lpmf") and suffix != want:
+            raise ModelError(f"`{dname}` is {'discrete' if dist.discrete else 'continuous'}; use `{dname}{want}`",
+                             e.span)
+        check_arity(dist, e.args, e.span, dname)
+        x = self(e.given)
+        args = [self(a) for a in e.args]
+        fn = {"_lpdf": dist.logpdf, "_lpmf": dist.logpdf, "_lcdf": dist.lcdf, "_lccdf": dist.lccdf}[suffix]
+        if fn is None:
+            raise ModelError(f"`{dname}` has no {suffix[1:]}", e.span)
+        try:
+            return jnp.sum(fn(x, *args))
+        except (TypeError, ValueError) as err:
+            raise ModelError(f"`{e.func}` cannot take shapes {shape_of(x)} | "
+                             + ", ".join(str(shape_of(a)) for a in args) + f": {_clean(err)}", e.span) from None
+
+
+def check_arity(dist, args, span, name=None) -> None:
+    name = name or dist.name
+    if len(args) != len(dist.params):
+        raise ModelError(f"`{name}` takes {len(dist.params)} argument{'s' if len(dist.params) != 1 else ''} "
+                         f"({', '.join(dist.params)}), got {len(args)}", span,
+                         hint=f"usage: {name}({', '.join(dist.params)})")
+
+
+def _span(e):
+    return getattr(e, "span", None)
+
+
+def _clean(err: Exception) -> str:
+    text = str(err).split("\n")[0]
+    return text[:200]
+
+
+def _shape_hint(op, err) -> str:
+    if op == "@":
+        return "for `A @ B` the last axis of A must match the first axis of B"
+    return "shapes combine element-wise like NumPy: equal lengths, or length 1 / scalars"

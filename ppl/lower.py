@@ -1,0 +1,351 @@
+"""Binding -> JAX functions. One walk over the graph, in topological order, rewritten three
+ways (as in mcx): the log density on the unconstrained space, the generator that turns a
+sampler state into every output (posterior predictive included), and the ancestral simulator.
+
+Array data are arguments of these functions, never constants baked into them, so new data of
+the same shapes reuses the compiled program; only sizes (Binding.static) are compile-time."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import ast as A
+from . import constraints as C
+from .binding import (KNOWN_ROLES, ROLE_DETERMINISTIC, ROLE_GENERATED, ROLE_LATENT, ROLE_OBSERVED,
+                      STRUCTURED, Binding)
+from .distributions import DISTRIBUTIONS
+from .errors import ModelError, did_you_mean
+from .evaluate import Evaluator, check_arity, static_int
+from .graph import FLAT, STOCHASTIC
+
+DENSITY, GENERATE, SIMULATE, SHAPES = "density", "generate", "simulate", "shapes"
+
+
+@dataclass(frozen=True)
+class LatentSlot:
+    """Where one latent node lives in the flat unconstrained vector."""
+
+    name: str
+    shape: tuple          # constrained value shape
+    ushape: tuple         # unconstrained shape
+    offset: int
+    size: int
+
+
+class Lowered:
+    """The compiled-to-JAX form of a bound model."""
+
+    def __init__(self, binding: Binding):
+        self.binding = binding
+        self.graph = binding.graph
+        self.shapes: dict = {}
+        self.slots: list = []
+        self._ushapes: dict = {}
+        self._infer_shapes()
+        offset = 0
+        for name in binding.nodes_with(ROLE_LATENT):
+            ushape = self._ushapes[name]
+            size = int(math.prod(ushape))
+            self.slots.append(LatentSlot(name, self.shapes[name], ushape, offset, size))
+            offset += size
+        self.dim = offset
+        self.output_names = [n for n in self.graph.order
+                             if binding.roles[n] in (ROLE_LATENT, ROLE_GENERATED, ROLE_DETERMINISTIC)]
+
+    # ------------------------------------------------------------------ public functions
+    def arrays(self) -> dict:
+        """The data arguments for the functions below."""
+        return {k: jnp.asarray(v) for k, v in self.binding.arrays.items()}
+
+    def log_density(self, u, arrays):
+        terms = self.log_density_terms(u, arrays)
+        return sum(terms.values(), jnp.zeros(()))
+
+    def log_density_terms(self, u, arrays) -> dict:
+        """Each node's and factor's contribution to the log density (Jacobians included)."""
+        return _Walk(self, arrays, DENSITY, u=u).run().terms
+
+    def generate(self, key, u, arrays) -> dict:
+        """Every output node's value for one sampler state (generated nodes drawn afresh)."""
+        w = _Walk(self, arrays, GENERATE, u=u, key=key).run()
+        return {n: w.env[n] for n in self.output_names}
+
+    def simulate(self, key, arrays) -> dict:
+        """Ancestral draw of every node the data does not fix."""
+        w = _Walk(self, arrays, SIMULATE, key=key).run()
+        return {n: w.env[n] for n in self.output_names}
+
+    def unconstrain(self, values: dict):
+        """Flat unconstrained vector from constrained values of the latent nodes (e.g. inits)."""
+        w = _Walk(self, self.arrays(), GENERATE, u=jnp.zeros(self.dim), fixed=values).run()
+        return w.u_from_fixed
+
+    # ------------------------------------------------------------------ shapes
+    def _infer_shapes(self):
+        b = self.binding
+        concrete = {k: v for k, v in b.arrays.items()}
+
+        def probe():
+            w = _Walk(self, concrete, SHAPES, key=jax.random.PRNGKey(0)).run()
+            return {n: w.env[n] for n in w.env if n in self.graph.nodes}
+
+        try:
+            out = jax.eval_shape(probe)
+        except ModelError as err:
+            raise err.located(self.graph.file, self.graph.source) from None
+        self.shapes = {n: tuple(v.shape) for n, v in out.items()}
+        for n, v in b.static.items():
+            self.shapes.setdefault(n, ())
+
+
+class _Walk:
+    """One pass over the graph in topological order."""
+
+    def __init__(self, lw: Lowered, arrays, mode, u=None, key=None, fixed=None):
+        self.lw, self.b, self.g = lw, lw.binding, lw.graph
+        self.mode, self.u, self.key = mode, u, key
+        self.env = {**self.b.static, **arrays}
+        self.ev = Evaluator(self.env)
+        self.terms = {}
+        self.fixed = fixed or {}
+        self.u_from_fixed = jnp.zeros(lw.dim) if fixed is not None else None
+        self.slots = {s.name: s for s in lw.slots}
+
+    def run(self) -> "_Walk":
+        try:
+            for i, name in enumerate(self.g.order):
+                self._visit(i, name)
+            if self.mode == DENSITY:
+                for j, f in enumerate(self.g.factors):
+                    self._factor(j, f)
+            elif self.mode == SHAPES:
+                for f in self.g.factors:
+                    self._factor_shapes(f)
+        except ModelError as err:
+            raise err.located(self.g.file, self.g.source) from None
+        return self
+
+    # ---------------------------------------------------------------- per node
+    def _visit(self, i, name):
+        node, role = self.g.nodes[name], self.b.roles[name]
+        if self.mode == DENSITY and name not in self.b.needed and role != ROLE_OBSERVED:
+            return
+        if role in KNOWN_ROLES:
+            if role == ROLE_OBSERVED and self.mode in (DENSITY, SHAPES):
+                dist, args = self._dist(node)
+                value = self.env[name]
+                self._check_observed_shape(node, dist, args, value)
+                if self.mode == DENSITY:
+                    self.terms[name] = jnp.sum(dist.logpdf(value, *args))
+            return
+        if role == ROLE_DETERMINISTIC:
+            self.env[name] = self.ev(node.expr)
+            if self.mode == SHAPES and node.type is not None:
+                self._check_declared(node, np.shape(self.env[name]))
+            return
+        sample_from_u = role == ROLE_LATENT and self.mode in (DENSITY, GENERATE)
+        if node.kind == FLAT:
+            shape = self._declared_shape(node)
+            c = self._constraint(node, None, None)
+            if sample_from_u:
+                self._from_u(node, c, shape)
+            elif self.mode == SHAPES:
+                self._record(node, c, shape)
+                self.env[name] = _placeholder(jax.random.fold_in(self.key, i), shape, c.discrete)
+            else:
+                raise ModelError(f"`{name}` has no distribution, so it can be sampled but not simulated",
+                                 node.span, hint=f"give it a prior (`{name} ~ ...`) or supply it as data")
+            return
+        dist, args = self._dist(node)
+        batch, event = self._value_shape(node, dist, args)
+        c = self._constraint(node, dist, args)
+        if sample_from_u:
+            x = self._from_u(node, c, batch + event)
+            if self.mode == DENSITY:
+                self.terms[name] = self.terms.get(name, 0.0) + jnp.sum(dist.logpdf(x, *args))
+            return
+        key = jax.random.fold_in(self.key, i)
+        if self.mode == SHAPES:
+            self._record(node, c, batch + event)
+            self.env[name] = _placeholder(key, batch + event, dist.discrete)
+            return
+        self.env[name] = self._draw(node, dist, args, batch, event, key)
+
+    def _from_u(self, node, c, shape):
+        slot = self.slots.get(node.name)
+        bij = C.bijector(c)
+        if self.mode == GENERATE and node.name in self.fixed:
+            x = jnp.broadcast_to(jnp.asarray(self.fixed[node.name], dtype=float), shape)
+            u = bij.inverse(x)
+            self.u_from_fixed = self.u_from_fixed.at[slot.offset:slot.offset + slot.size].set(jnp.ravel(u))
+            self.env[node.name] = x
+            return x
+        u = self.u[slot.offset:slot.offset + slot.size].reshape(slot.ushape)
+        x = bij.forward(u)
+        if self.mode == DENSITY:
+            self.terms[node.name] = bij.log_det_jacobian(u)
+        self.env[node.name] = x
+        return x
+
+    def _record(self, node, c, shape):
+        if self.b.roles[node.name] == ROLE_LATENT:
+            if c.discrete:
+                raise ModelError(f"`{node.name}` is discrete and cannot be a sampled parameter", node.span)
+            self.lw._ushapes[node.name] = tuple(C.bijector(c).unconstrained_shape(tuple(shape)))
+
+    def _draw(self, node, dist, args, batch, event, key):
+        t = node.type
+        if t is not None and (t.lower is not None or t.upper is not None) and not dist.discrete and not event:
+            return self._draw_truncated(node, dist, args, batch, key)
+        try:
+            if dist.name == "lkj_corr_cholesky":
+                return dist.sample(key, batch, *args, event_shape=event)
+            return dist.sample(key, batch, *args)
+        except (TypeError, ValueError) as err:
+            raise ModelError(f"cannot draw `{node.name}` from `{dist.name}` with argument shapes "
+                             f"{[np.shape(a) for a in args]}: {err}", node.dist.span) from None
+
+    def _draw_truncated(self, node, dist, args, batch, key):
+        """Inverse-CDF draw within declared bounds narrower than the support."""
+        if dist.lcdf is None or dist.icdf is None:
+            raise ModelError(f"cannot simulate `{node.name}`: `{dist.name}` restricted to the declared bounds "
+                             "has no inverse CDF", node.span)
+        lo = self.ev(node.type.lower) if node.type.lower is not None else -jnp.inf
+        hi = self.ev(node.type.upper) if node.type.upper is not None else jnp.inf
+        plo = jnp.exp(dist.lcdf(jnp.asarray(lo, float), *args))
+        phi = jnp.exp(dist.lcdf(jnp.asarray(hi, float), *args))
+        q = jax.random.uniform(key, batch, minval=0.0, maxval=1.0)
+        x = dist.icdf(plo + q * (phi - plo), *args)
+        return jnp.clip(x, lo, hi)
+
+    # ---------------------------------------------------------------- factors
+    def _factor(self, j, f):
+        if f.kind == "target":
+            self.terms[f"target#{j}"] = jnp.sum(self.ev(f.value))
+            return
+        dist, args = self._call_dist(f.dist)
+        self.terms[f"observe#{j}"] = jnp.sum(dist.logpdf(self.ev(f.value), *args))
+
+    def _factor_shapes(self, f):
+        value = self.ev(f.value)
+        if f.kind == "target":
+            return
+        dist, args = self._call_dist(f.dist)
+        self._check_observed_shape(None, dist, args, value, f.span)
+
+    # ---------------------------------------------------------------- helpers
+    def _dist(self, node):
+        return self._call_dist(node.dist)
+
+    def _call_dist(self, call: A.Call):
+        dist = DISTRIBUTIONS.get(call.func)
+        if dist is None:
+            from .functions import FUNCTIONS
+            hint = did_you_mean(call.func, DISTRIBUTIONS)
+            if hint is None and call.func in FUNCTIONS:
+                hint = f"`{call.func}` is a function, not a distribution"
+            raise ModelError(f"unknown distribution `{call.func}`", call.span, hint=hint)
+        check_arity(dist, call.args, call.span)
+        return dist, [self.ev(a) for a in call.args]
+
+    def _declared_shape(self, node) -> tuple:
+        t = node.type
+        exprs = list(t.shape)
+        if STRUCTURED.get(t.base) == 2 and len(exprs) == 1:
+            exprs = exprs * 2
+        out = []
+        for e in exprs:
+            if isinstance(e, A.Name) and e.id not in self.env:
+                raise ModelError(f"the size `{e.id}` is not known: no data has it as a dimension", e.span,
+                                 hint=f"supply `{e.id}` in the data, or declare data with shape `[{e.id}]`")
+            out.append(static_int(self.ev(e), "a size", getattr(e, "span", node.span)))
+        return tuple(out)
+
+    def _value_shape(self, node, dist, args):
+        shapes = [tuple(np.shape(a)) for a in args]
+        try:
+            batches = [s[: len(s) - d] if d else s for s, d in zip(shapes, dist.param_event_dims)]
+            batch = tuple(np.broadcast_shapes(*batches)) if batches else ()
+            event = dist.event_shape(*shapes)
+        except ValueError:
+            raise ModelError(f"the arguments of `{dist.name}` have shapes that do not broadcast: "
+                             + ", ".join(map(str, shapes)), node.dist.span) from None
+        if node.type is not None:
+            declared = self._declared_shape(node)
+            if event is None:
+                event = declared[len(declared) - dist.event_dim:] if dist.event_dim else ()
+            if len(declared) < len(event) or declared[len(declared) - len(event):] != tuple(event):
+                raise ModelError(f"`{node.name}` is declared with shape {declared} but a draw of "
+                                 f"`{dist.name}` has shape {tuple(event)}", node.type.span)
+            want = declared[: len(declared) - len(event)]
+            try:
+                ok = tuple(np.broadcast_shapes(batch, want)) == want
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ModelError(f"`{node.name}` is declared with shape {declared} but its distribution has "
+                                 f"shape {batch + tuple(event)}", node.dist.span,
+                                 hint="the arguments' shapes must fit the declared shape")
+            batch = want
+        elif event is None:
+            raise ModelError(f"`{node.name}` needs a declared type to know its size, e.g. `{node.name}: "
+                             f"corr_cholesky[K] ~ {dist.name}(...)`", node.span)
+        return tuple(batch), tuple(event)
+
+    def _check_declared(self, node, shape):
+        declared = self._declared_shape(node)
+        if tuple(shape) != declared:
+            raise ModelError(f"`{node.name}` is declared with shape {declared} but its value has shape "
+                             f"{tuple(shape)}", node.type.span)
+
+    def _check_observed_shape(self, node, dist, args, value, span=None):
+        shapes = [tuple(np.shape(a)) for a in args]
+        batches = [s[: len(s) - d] if d else s for s, d in zip(shapes, dist.param_event_dims)]
+        event_dim = dist.event_dim
+        vshape = tuple(np.shape(value))
+        vbatch = vshape[: len(vshape) - event_dim] if event_dim else vshape
+        where = node.dist.span if node is not None else span
+        what = f"`{node.name}`" if node is not None else "the observed value"
+        try:
+            full = tuple(np.broadcast_shapes(vbatch, *batches))
+        except ValueError:
+            raise ModelError(f"{what} has shape {vshape} but `{dist.name}` has arguments of shapes "
+                             + ", ".join(map(str, shapes)), where,
+                             hint="the arguments must broadcast to the shape of the value") from None
+        if full != vbatch:
+            raise ModelError(f"{what} has shape {vshape} but its distribution has shape {full}", where,
+                             hint="the value would be counted more than once; check the arguments' shapes")
+        if node is not None and node.type is not None:
+            self._check_declared(node, vshape)
+
+    def _constraint(self, node, dist, args) -> C.Constraint:
+        t = node.type
+        if t is not None and t.base in STRUCTURED:
+            c = getattr(C, t.base)
+        elif dist is not None:
+            c = dist.support(*args)
+        elif t is not None and t.base == "int":
+            c = C.integer
+        else:
+            c = C.real
+        if t is not None and (t.lower is not None or t.upper is not None):
+            lo = self.ev(t.lower) if t.lower is not None else None
+            hi = self.ev(t.upper) if t.upper is not None else None
+            c = C.narrow(c, lo, hi)
+        return c
+
+
+def _placeholder(key, shape, discrete):
+    """A traced stand-in value of the right shape, for shape inference."""
+    x = jax.random.uniform(key, tuple(shape))
+    return x.astype(int) if discrete else x
+
+
+def jit_log_density(lw: Lowered):
+    """A jitted ``(u, arrays) -> log density`` (the sampler jits its own chunk instead)."""
+    return jax.jit(lw.log_density)

@@ -1,0 +1,216 @@
+"""The Python API: compile a model once, then sample, simulate or evaluate it on data."""
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import binding as B
+from .config import enable_compile_cache
+from .errors import ModelError
+from .graph import Graph, build_graph
+from .lower import Lowered
+from .parser import parse
+from .results import Posterior
+
+
+class ModelWarning(UserWarning):
+    """Something in a model or its data that is probably a mistake."""
+
+
+class Model:
+    """A parsed and checked GM model; data are bound at each call."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self._lowered: dict = {}
+        self._compiled: dict = {}
+
+    # ------------------------------------------------------------------ binding
+    def bind(self, data: Optional[dict] = None, *, strict: bool = False, warn: bool = True) -> Lowered:
+        """Decide roles from ``data``, check everything, and lower to JAX (cached by shapes)."""
+        b = B.bind(self.graph, data, strict=strict)
+        if warn:
+            for w in b.warnings:
+                warnings.warn(w, ModelWarning, stacklevel=3)
+        key = b.signature()
+        lw = self._lowered.get(key)
+        if lw is None:
+            lw = self._lowered[key] = Lowered(b)
+        else:
+            lw.binding.arrays = b.arrays     # same shapes, new values
+        return lw
+
+    def roles(self, data: Optional[dict] = None) -> dict:
+        return dict(self.bind(data, warn=False).binding.roles)
+
+    def log_density(self, data: Optional[dict] = None) -> Callable:
+        """A jit-able function of the flat unconstrained vector (attributes: dim, slots)."""
+        lw = self.bind(data)
+        arrays = lw.arrays()
+
+        def logp(u):
+            return lw.log_density(u, arrays)
+
+        logp.dim, logp.slots = lw.dim, lw.slots
+        logp.terms = lambda u: lw.log_density_terms(u, arrays)
+        return logp
+
+    # ------------------------------------------------------------------ inference
+    def sample(self, data: Optional[dict] = None, *, chains: int = 4, warmup: int = 1000, draws: int = 1000,
+               seed: int = 0, target_accept: float = 0.8, max_depth: int = 10, chunk_size: Optional[int] = None,
+               progress: Optional[Callable] = None, strict: bool = False) -> Posterior:
+        """NUTS with Stan-style window adaptation; returns a Posterior."""
+        from .inference.nuts import NUTSConfig, sample_nuts
+        _check_counts(chains=chains, draws=draws, warmup=warmup)
+        enable_compile_cache()
+        lw = self.bind(data, strict=strict)
+        b = lw.binding
+        if not b.nodes_with(B.ROLE_OBSERVED) and not self.graph.factors:
+            warnings.warn("nothing in the model is observed, so these are draws from the prior "
+                          "(a data name that does not match a node is reported above)", ModelWarning, stacklevel=2)
+        key = jax.random.PRNGKey(seed)
+        arrays = lw.arrays()
+        if lw.dim == 0:
+            return self._ancestral(lw, arrays, key, chains, draws, kind="posterior")
+        t0 = time.perf_counter()
+        init, init_compile = self._initial_points(lw, arrays, jax.random.fold_in(key, 1), chains)
+        config = NUTSConfig(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
+                            max_depth=max_depth, chunk_size=chunk_size or _chunk_size(warmup + draws))
+        res = sample_nuts(lw.log_density, arrays, init, jax.random.fold_in(key, 2), config, callback=progress)
+        t1 = time.perf_counter()
+        out, gen_compile, gen_s = self._outputs(lw, arrays, res.positions, jax.random.fold_in(key, 3))
+        timings = {"compile_s": res.compile_s + init_compile + gen_compile, "warmup_s": res.warmup_s,
+                   "sampling_s": res.sampling_s + gen_s, "total_s": time.perf_counter() - t0}
+        meta = {"algorithm": "nuts", "seed": seed, "dims": self._dims(lw),
+                "step_size": res.step_size.tolist(), "warmup_divergences": res.warmup_divergences,
+                "roles": dict(b.roles)}
+        return Posterior(out, res.stats, kind="posterior", completed=res.completed, timings=timings, meta=meta)
+
+    def prior(self, data: Optional[dict] = None, *, draws: int = 1000, seed: int = 0) -> Posterior:
+        """Ancestral simulation of every node the data does not fix (a result with one chain)."""
+        _check_counts(draws=draws)
+        enable_compile_cache()
+        lw = self.bind(data)
+        return self._ancestral(lw, lw.arrays(), jax.random.PRNGKey(seed), 1, draws, kind="prior")
+
+    # ------------------------------------------------------------------ pieces
+    def _compiled_fn(self, lw, name, build):
+        key = (id(lw), name)
+        fn = self._compiled.get(key)
+        if fn is None:
+            fn = self._compiled[key] = build()
+        return fn
+
+    def _ancestral(self, lw, arrays, key, chains, draws, kind):
+        t0 = time.perf_counter()
+        sim = self._compiled_fn(lw, "simulate", lambda: jax.jit(jax.vmap(lw.simulate, in_axes=(0, None))))
+        keys = jax.random.split(key, chains * draws)
+        try:
+            lowered = sim.lower(keys, arrays)
+            t1 = time.perf_counter()
+            compiled = lowered.compile()
+        except ModelError as err:
+            raise err.located(self.graph.file, self.graph.source) from None
+        t2 = time.perf_counter()
+        out = jax.device_get(compiled(keys, arrays))
+        t3 = time.perf_counter()
+        values = {n: np.asarray(v).reshape((chains, draws) + np.shape(v)[1:]) for n, v in out.items()}
+        return Posterior(values, {}, kind=kind, completed=True,
+                         timings={"compile_s": t2 - t0, "sampling_s": t3 - t2, "total_s": t3 - t0},
+                         meta={"dims": self._dims(lw), "roles": dict(lw.binding.roles), "trace_s": t1 - t0})
+
+    def _initial_points(self, lw, arrays, key, chains, tries: int = 100):
+        """Stan's initialisation: uniform(-2, 2) on the unconstrained space, retried until finite."""
+        t0 = time.perf_counter()
+        check = self._compiled_fn(lw, "init", lambda: jax.jit(jax.vmap(
+            jax.value_and_grad(lw.log_density), in_axes=(0, None))))
+        cand = jax.random.uniform(key, (tries, chains, lw.dim), minval=-2.0, maxval=2.0)
+        flat = cand.reshape(tries * chains, lw.dim)
+        lp, grad = check(flat, arrays)
+        t1 = time.perf_counter()
+        ok = np.asarray(jnp.isfinite(lp) & jnp.all(jnp.isfinite(grad), axis=-1)).reshape(tries, chains)
+        cand = np.asarray(cand)
+        if not ok.any():
+            raise self._init_failure(lw, arrays, cand[0, 0])
+        good = cand[ok]
+        out = np.empty((chains, lw.dim))
+        for c in range(chains):
+            rows = np.nonzero(ok[:, c])[0]
+            out[c] = cand[rows[0], c] if rows.size else good[c % len(good)]
+        return out, t1 - t0
+
+    def _init_failure(self, lw, arrays, u) -> ModelError:
+        terms = lw.log_density_terms(jnp.asarray(u), arrays)
+        bad = [n for n, v in terms.items() if not np.isfinite(float(v))]
+        values = lw.generate(jax.random.PRNGKey(0), jnp.asarray(u), arrays)
+        names = [n for n in bad if n in self.graph.nodes]
+        node = self.graph.nodes[names[0]] if names else None
+        shown = ", ".join(f"`{n}`" for n in bad) or "the total"
+        detail = ""
+        if node is not None and names[0] in values:
+            detail = f" (at {names[0]} = {np.round(np.asarray(values[names[0]]), 4).tolist()})"
+        return ModelError(f"could not find a starting point with a finite log density after 100 tries: "
+                          f"the density of {shown} is not finite{detail}",
+                          node.span if node is not None else None,
+                          hint="check the data lie in the support of each distribution, and that "
+                               "parameters used as scales are declared positive",
+                          file=self.graph.file, source=self.graph.source)
+
+    def _outputs(self, lw, arrays, positions, key):
+        """Constrained values of every output node for every draw (posterior predictive included)."""
+        chains, n = positions.shape[:2]
+        if n == 0:
+            return {name: np.zeros((chains, 0) + lw.shapes.get(name, ())) for name in lw.output_names}, 0.0, 0.0
+        t0 = time.perf_counter()
+        gen = self._compiled_fn(lw, "generate", lambda: jax.jit(jax.vmap(lw.generate, in_axes=(0, 0, None))))
+        flat = jnp.asarray(positions.reshape(chains * n, -1))
+        keys = jax.random.split(key, chains * n)
+        compiled = gen.lower(keys, flat, arrays).compile()
+        t1 = time.perf_counter()
+        out = jax.device_get(compiled(keys, flat, arrays))
+        t2 = time.perf_counter()
+        return {k: np.asarray(v).reshape((chains, n) + np.shape(v)[1:]) for k, v in out.items()}, t1 - t0, t2 - t1
+
+    def _dims(self, lw) -> dict:
+        """Dimension names of each output node from its declared type (`theta: real[J]` -> ('J',))."""
+        from . import ast as A
+        out = {}
+        for name in lw.output_names:
+            t = self.graph.nodes[name].type
+            if t is not None and t.shape:
+                out[name] = tuple(e.id if isinstance(e, A.Name) else None for e in t.shape)
+        return out
+
+
+def _chunk_size(total: int) -> int:
+    return int(min(100, max(10, total // 20)))
+
+
+def _check_counts(**counts):
+    for name, value in counts.items():
+        if not isinstance(value, (int, np.integer)) or value < (1 if name in ("chains", "draws") else 0):
+            raise ValueError(f"{name} must be a whole number >= {1 if name in ('chains', 'draws') else 0}, "
+                             f"got {value!r}")
+
+
+def compile(source: str, *, file: Optional[str] = None) -> Model:  # noqa: A001 - the API's name
+    """Parse and check GM source text; raises ModelError on bad input."""
+    program = parse(source, file=file)
+    return Model(build_graph(program))
+
+
+def load(path: str) -> Model:
+    """Read, parse and check a .gm file."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as err:
+        raise ModelError(f"cannot read model file: {err.strerror}", file=path) from None
+    except UnicodeDecodeError:
+        raise ModelError("the model file is not UTF-8 text", file=path) from None
+    return compile(text, file=path)
