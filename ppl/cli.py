@@ -118,8 +118,10 @@ def cmd_check(args, caught) -> int:
         what = f"~ {node.dist.func}(...)" if node.dist is not None else ("= ..." if node.expr is not None else "")
         shape = f" shape {shapes[name]}" if name in shapes and shapes[name] != () else ""
         print(f"  {name:<{width}}  {roles[name]:<14}{shape}  {what}".rstrip())
+    lines = g.source.splitlines()
     for f in g.factors:
-        print(f"  {'(line ' + str(f.span.line) + ')':<{width}}  {'observe' if f.kind == 'observe' else 'target +='}")
+        text = lines[f.span.line - 1].strip() if f.span.line <= len(lines) else ""
+        print(f"  [line {f.span.line}] {'observes' if f.kind == 'observe' else 'adds'}: {text}")
     if args.print_graph:
         print(describe(g))
     return 0

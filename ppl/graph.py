@@ -3,6 +3,7 @@ plus factors (observed expressions and `target +=`), checked for undefined names
 duplicates and cycles. Roles that depend on the data are decided later (ppl.binding)."""
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -85,7 +86,7 @@ def _unsupported(stmt) -> Optional[str]:
 def build_graph(program: A.Program) -> Graph:
     """Turn a parsed Program into a checked Graph (names, duplicates, cycles)."""
     g = Graph({}, [], [], program.file, program.source)
-    observations = []
+    data_names = {s.name: s for s in program.statements if isinstance(s, A.DataDecl)}
     for stmt in program.statements:
         why = _unsupported(stmt)
         if why:
@@ -93,28 +94,21 @@ def build_graph(program: A.Program) -> Graph:
         if isinstance(stmt, A.DataDecl):
             _add(g, Node(stmt.name, DATA, stmt.span, stmt.type, expr=stmt.default))
         elif isinstance(stmt, A.Sample):
-            if isinstance(stmt.target, A.Name):
-                observations.append(stmt)     # a new node, or an observation of a data name
-            else:
-                if stmt.type is not None:
-                    raise g.error("an observed expression cannot be given a type", stmt.type.span)
-                g.factors.append(Factor("observe", stmt.span, stmt.target, stmt.dist))
+            name = stmt.target.id if isinstance(stmt.target, A.Name) else None
+            if name is not None and name not in data_names:
+                _add(g, Node(name, STOCHASTIC, stmt.span, stmt.type, dist=stmt.dist))
+                continue
+            if stmt.type is not None:   # an observation of data or of an expression of data
+                decl = data_names.get(name)
+                raise g.error(f"`{name}` is declared as data at line {decl.span.line}; its type belongs there"
+                              if decl else "an observed expression cannot be given a type", stmt.type.span)
+            g.factors.append(Factor("observe", stmt.span, stmt.target, stmt.dist))
         elif isinstance(stmt, A.Assign):
             _add(g, Node(stmt.target.id, DETERMINISTIC, stmt.span, stmt.type, expr=stmt.value))
         elif isinstance(stmt, A.Declare):
             _add(g, Node(stmt.name, FLAT, stmt.span, stmt.type))
         elif isinstance(stmt, A.TargetIncrement):
             g.factors.append(Factor("target", stmt.span, stmt.value))
-    for stmt in observations:
-        name = stmt.target.id
-        existing = g.nodes.get(name)
-        if existing is not None and existing.kind == DATA:
-            if stmt.type is not None:
-                raise g.error(f"`{name}` is declared as data at line {existing.span.line}; "
-                              "its type belongs there", stmt.type.span)
-            g.factors.append(Factor("observe", stmt.span, stmt.target, stmt.dist))
-        else:
-            _add(g, Node(name, STOCHASTIC, stmt.span, stmt.type, dist=stmt.dist))
     _link(g)
     g.order = _topological_order(g)
     return g
@@ -181,36 +175,40 @@ def _undefined(g: Graph, ref: A.Name, known) -> ModelError:
 
 
 def _topological_order(g: Graph) -> list:
-    """Parents before children, ties in file order; a cycle is an error naming its nodes."""
-    order, state = [], {}
+    """Parents before children, otherwise file order; a cycle is an error naming its nodes."""
+    position = {n: i for i, n in enumerate(g.nodes)}
+    waiting = {n: len(node.parents) for n, node in g.nodes.items()}
+    children = g.children()
+    ready = [position[n] for n, k in waiting.items() if k == 0]
+    heapq.heapify(ready)
     names = list(g.nodes)
-
-    for root in names:
-        if state.get(root) == 2:
-            continue
-        stack = [(root, iter(g.nodes[root].parents))]
-        state[root] = 1
-        path = [root]
-        while stack:
-            name, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                stack.pop()
-                path.pop()
-                state[name] = 2
-                order.append(name)
-                continue
-            s = state.get(nxt)
-            if s == 1:
-                cycle = path[path.index(nxt):] + [nxt]
-                node = g.nodes[nxt]
-                raise g.error("these definitions form a cycle: " + " -> ".join(reversed(cycle)),
-                              node.span, hint="the file describes a graph; a node cannot depend on itself")
-            if s is None:
-                state[nxt] = 1
-                path.append(nxt)
-                stack.append((nxt, iter(g.nodes[nxt].parents)))
+    order = []
+    while ready:
+        name = names[heapq.heappop(ready)]
+        order.append(name)
+        for child in children[name]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                heapq.heappush(ready, position[child])
+    if len(order) < len(names):
+        cycle = _find_cycle(g, [n for n in names if waiting[n] > 0])
+        node = g.nodes[cycle[0]]
+        raise g.error("these definitions form a cycle: " + " -> ".join(cycle + [cycle[0]]), node.span,
+                      hint="the file describes a graph; a node cannot depend on itself")
     return order
+
+
+def _find_cycle(g: Graph, stuck: list) -> list:
+    """A cycle among nodes that never became ready (each has a parent among them)."""
+    stuck_set = set(stuck)
+    path, seen = [stuck[0]], {stuck[0]: 0}
+    while True:
+        nxt = next(p for p in g.nodes[path[-1]].parents if p in stuck_set)
+        if nxt in seen:
+            cyc = path[seen[nxt]:]
+            return list(reversed(cyc))      # dependency order: parent -> child
+        seen[nxt] = len(path)
+        path.append(nxt)
 
 
 def describe(g: Graph) -> str:

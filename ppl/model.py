@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import binding as B
+from .checks import check_graph
 from .config import enable_compile_cache
 from .errors import ModelError
 from .graph import Graph, build_graph
@@ -201,7 +202,7 @@ def _check_counts(**counts):
 def compile(source: str, *, file: Optional[str] = None) -> Model:  # noqa: A001 - the API's name
     """Parse and check GM source text; raises ModelError on bad input."""
     program = parse(source, file=file)
-    return Model(build_graph(program))
+    return Model(check_graph(build_graph(program)))
 
 
 def load(path: str) -> Model:

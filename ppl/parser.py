@@ -243,7 +243,8 @@ def _syntax_error(err: UnexpectedInput, text: str) -> ModelError:
         if tok.type == "$END":
             lines = text.rstrip().splitlines() or [""]
             line, col = len(lines), len(lines[-1]) + 1
-        expected = sorted({_TOKEN_TEXT.get(t, t) for t in err.expected if not t.startswith("__")})
+        expected = sorted({_TOKEN_TEXT.get(t, f"`{t.lower()}`" if t.lower() in KEYWORDS else t)
+                           for t in err.expected if not t.startswith("__")})
         msg = f"unexpected {_describe(tok)}"
         hint = _hint_for(tok, err.expected)
         if expected and len(expected) <= 6:
@@ -253,13 +254,15 @@ def _syntax_error(err: UnexpectedInput, text: str) -> ModelError:
     if isinstance(err, UnexpectedEOF):
         lines = text.rstrip().splitlines() or [""]
         return ModelError("unexpected end of file", Span(len(lines), len(lines[-1]) + 1),
-                          hint="a bracket or a statement is not closed")
+                          hint="a bracket or a statement is not finished")
     return ModelError(str(err), Span(line, col))
 
 
 def _hint_for(tok: Token, expected) -> Optional[str]:
-    if tok.type == "$END" or (tok.type == "_NL" and ("RPAR" in expected or "RSQB" in expected)):
+    if tok.type in ("$END", "_NL") and ("RPAR" in expected or "RSQB" in expected):
         return "a bracket is not closed"
+    if tok.type in ("$END", "_NL"):
+        return "the statement is incomplete"
     if tok.type == "EQUAL" and "TILDE" in expected:
         return "use `~` for a distribution and `=` for a definition"
     if tok.type == "NAME" and tok.value in TYPE_NAMES:

@@ -1,0 +1,53 @@
+"""Conformance: each GM translation in models/ reproduces posteriordb's reference posterior.
+
+Every parameter in reference.json is compared: mean within 4 * sqrt(mcse_ours^2 + mcse_ref^2)
+(plus a small floor), and sd within its Monte Carlo standard error. A quick subset runs by
+default; `pytest -m slow tests/posteriordb` runs them all."""
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+import ppl
+from conftest import SHARED
+from mcse import assert_mean, assert_sd
+
+HERE = os.path.dirname(__file__)
+MODELS = sorted(f[:-3] for f in os.listdir(os.path.join(HERE, "models")) if f.endswith(".gm"))
+QUICK = {"eight_schools-eight_schools_noncentered"}
+
+
+def _column(post, ref_name):
+    """`theta[1]` (Stan, 1-based) -> our draws of theta[0], as (chains, draws)."""
+    m = re.fullmatch(r"(\w+)(?:\[([\d,]+)\])?", ref_name)
+    name, idx = m.group(1), m.group(2)
+    x = post[name]
+    if idx:
+        x = x[(slice(None), slice(None)) + tuple(int(i) - 1 for i in idx.split(","))]
+    return np.asarray(x, dtype=float)
+
+
+def _params(name):
+    marks = [] if name in QUICK else [pytest.mark.slow]
+    return pytest.param(name, marks=marks, id=name)
+
+
+@pytest.mark.parametrize("name", [_params(n) for n in MODELS])
+def test_reference_posterior(name):
+    folder = os.path.join(SHARED, "posteriordb", name)
+    if not os.path.isdir(folder):
+        pytest.skip(f"shared/posteriordb/{name} not available")
+    with open(os.path.join(folder, "reference.json")) as fh:
+        ref = json.load(fh)
+    model = ppl.load(os.path.join(HERE, "models", name + ".gm"))
+    data = ppl.load_data(os.path.join(folder, "data.json"))
+    post = model.sample(data, chains=4, warmup=1000, draws=1000, seed=1)
+    ess_ref = ref["num_draws"]
+    for pname, r in ref["parameters"].items():
+        x = _column(post, pname)
+        ref_sd_se = r["sd"] / np.sqrt(2 * max((r["sd"] / r["mcse_mean"]) ** 2, 1)) if r["mcse_mean"] else \
+            r["sd"] / np.sqrt(2 * ess_ref)
+        assert_mean(x, r["mean"], r["mcse_mean"], name=pname, floor=1e-3 * r["sd"])
+        assert_sd(x, r["sd"], ref_sd_se, name=pname, floor=1e-3 * r["sd"])
