@@ -24,6 +24,10 @@ from .evaluate import Evaluator, check_arity, static_int
 from .graph import FLAT, STOCHASTIC
 
 DENSITY, GENERATE, SIMULATE, SHAPES = "density", "generate", "simulate", "shapes"
+PRIOR, LIKELIHOOD, JACOBIAN = "prior", "likelihood", "jacobian"
+PARTS_ALL = (PRIOR, LIKELIHOOD, JACOBIAN)
+PARTS_MAP = (PRIOR, LIKELIHOOD)
+PARTS_MLE = (LIKELIHOOD,)
 
 
 @dataclass(frozen=True)
@@ -62,12 +66,18 @@ class Lowered:
         """The data arguments for the functions below."""
         return {k: jnp.asarray(v) for k, v in self.binding.arrays.items()}
 
-    def log_density(self, u, arrays):
+    def log_density(self, u, arrays, parts=PARTS_ALL):
+        """The log density at the unconstrained point ``u``.
+
+        ``parts`` picks terms: all of them (the posterior on the unconstrained space), or
+        ``PARTS_MAP`` (prior + likelihood, no Jacobian: MAP in the constrained space, as Stan's
+        optimiser) or ``PARTS_MLE`` (likelihood only)."""
         terms = self.log_density_terms(u, arrays)
-        return sum(terms.values(), jnp.zeros(()))
+        return sum((v for (part, _), v in terms.items() if part in parts), jnp.zeros(()))
 
     def log_density_terms(self, u, arrays) -> dict:
-        """Each node's and factor's contribution to the log density (Jacobians included)."""
+        """Every term of the log density, keyed ``(part, name)`` with part one of 'prior',
+        'likelihood' (observed nodes, observed expressions, `target +=`) and 'jacobian'."""
         return _Walk(self, arrays, DENSITY, u=u).run().terms
 
     def generate(self, key, u, arrays) -> dict:
@@ -141,7 +151,7 @@ class _Walk:
                 value = self.env[name]
                 self._check_observed_shape(node, dist, args, value)
                 if self.mode == DENSITY:
-                    self.terms[name] = jnp.sum(dist.logpdf(value, *args))
+                    self.terms[(LIKELIHOOD, name)] = jnp.sum(dist.logpdf(value, *args))
             return
         if role == ROLE_DETERMINISTIC:
             self.env[name] = self.ev(node.expr)
@@ -167,7 +177,7 @@ class _Walk:
         if sample_from_u:
             x = self._from_u(node, c, batch + event)
             if self.mode == DENSITY:
-                self.terms[name] = self.terms.get(name, 0.0) + jnp.sum(dist.logpdf(x, *args))
+                self.terms[(PRIOR, name)] = jnp.sum(dist.logpdf(x, *args))
             return
         key = jax.random.fold_in(self.key, i)
         if self.mode == SHAPES:
@@ -188,7 +198,7 @@ class _Walk:
         u = self.u[slot.offset:slot.offset + slot.size].reshape(slot.ushape)
         x = bij.forward(u)
         if self.mode == DENSITY:
-            self.terms[node.name] = bij.log_det_jacobian(u)
+            self.terms[(JACOBIAN, node.name)] = bij.log_det_jacobian(u)
         self.env[node.name] = x
         return x
 
@@ -226,10 +236,10 @@ class _Walk:
     # ---------------------------------------------------------------- factors
     def _factor(self, j, f):
         if f.kind == "target":
-            self.terms[f"target#{j}"] = jnp.sum(self.ev(f.value))
+            self.terms[(LIKELIHOOD, f"target += (line {f.span.line})")] = jnp.sum(self.ev(f.value))
             return
         dist, args = self._call_dist(f.dist)
-        self.terms[f"observe#{j}"] = jnp.sum(dist.logpdf(self.ev(f.value), *args))
+        self.terms[(LIKELIHOOD, f"observation (line {f.span.line})")] = jnp.sum(dist.logpdf(self.ev(f.value), *args))
 
     def _factor_shapes(self, f):
         value = self.ev(f.value)

@@ -147,7 +147,7 @@ class Model:
 
     def _init_failure(self, lw, arrays, u) -> ModelError:
         terms = lw.log_density_terms(jnp.asarray(u), arrays)
-        bad = [n for n, v in terms.items() if not np.isfinite(float(v))]
+        bad = list(dict.fromkeys(n for (_, n), v in terms.items() if not np.isfinite(float(v))))
         values = lw.generate(jax.random.PRNGKey(0), jnp.asarray(u), arrays)
         names = [n for n in bad if n in self.graph.nodes]
         node = self.graph.nodes[names[0]] if names else None

@@ -1,0 +1,233 @@
+"""Stan-style warm-up for NUTS, written as data (a schedule) plus pure update functions.
+
+The warm-up is driven by a per-iteration *schedule*: a :class:`Schedule` of boolean
+arrays, one entry per MCMC iteration.  It is built here in plain numpy and passed to
+the compiled chunk program as an argument, so the same compiled program serves any
+number of warm-up and sampling iterations (the warm-up/sampling switch is data).
+
+Pieces used from BlackJAX: the dual-averaging step-size adaptation
+(``blackjax.adaptation.step_size.dual_averaging_adaptation``) and the Welford
+mass-matrix adaptation (``blackjax.adaptation.mass_matrix.mass_matrix_adaptation``,
+whose ``final`` gives Stan's regularised window variance
+``(n/(n+5))*var + 1e-3*(5/(n+5))``).  The window layout follows Stan's (and BlackJAX's
+``build_schedule``): initial fast buffer 75, doubling slow windows from 25, terminal
+fast buffer 50, shrunk to 15%/75%/10% when the warm-up is shorter than 150, and no
+mass-matrix adaptation at all under 20 warm-up iterations.  The step-size restart
+uses Stan's ``init_stepsize`` heuristic (one leapfrog step, doubling/halving until the
+acceptance of that single step crosses 0.8) at the first warm-up iteration and after
+every slow window.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from blackjax.adaptation.mass_matrix import MassMatrixAdaptationState, mass_matrix_adaptation
+from blackjax.adaptation.step_size import DualAveragingAdaptationState, dual_averaging_adaptation
+from blackjax.mcmc import integrators, metrics
+
+__all__ = [
+    "Schedule",
+    "AdaptationState",
+    "stan_windows",
+    "build_schedule",
+    "pad_schedule",
+    "init_adaptation_state",
+    "find_reasonable_step_size",
+    "restart_step_size",
+    "update_adaptation",
+]
+
+
+# ----------------------------------------------------------------------------------
+# Schedule (pure numpy, no device work, no compilation)
+# ----------------------------------------------------------------------------------
+
+
+class Schedule(NamedTuple):
+    """Per-iteration flags (each a bool array with a leading iteration axis).
+
+    An all-False row is a no-op: the chunk program leaves the chain untouched, which is
+    how the final partial chunk is padded.
+    """
+
+    active: np.ndarray  # real iteration (False only for padding)
+    adapt: np.ndarray  # dual-averaging step-size update after the transition (warm-up)
+    reinit: np.ndarray  # Stan's step-size heuristic + dual-averaging restart, before the transition
+    slow: np.ndarray  # add the new position to the Welford accumulator
+    window_end: np.ndarray  # inverse mass matrix <- regularised window variance; reset Welford
+    warmup_end: np.ndarray  # step size <- exp(dual-averaging average)
+
+
+def stan_windows(
+    num_warmup: int,
+    initial_buffer: int = 75,
+    first_window: int = 25,
+    final_buffer: int = 50,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stan's slow windows, as (slow, window_end) bool arrays of length ``num_warmup``.
+
+    Same layout as ``blackjax.adaptation.window_adaptation.build_schedule``.
+    """
+    slow = np.zeros(num_warmup, dtype=bool)
+    end = np.zeros(num_warmup, dtype=bool)
+    if num_warmup < 20:
+        return slow, end
+    if initial_buffer + first_window + final_buffer > num_warmup:
+        initial_buffer = int(0.15 * num_warmup)
+        final_buffer = int(0.1 * num_warmup)
+        first_window = num_warmup - initial_buffer - final_buffer
+    final_start = num_warmup - final_buffer
+    start, size = initial_buffer, first_window
+    while start < final_start:
+        if 3 * size <= final_start - start:
+            nxt = 2 * size
+        else:
+            size = final_start - start
+            nxt = size
+        slow[start : start + size] = True
+        end[start + size - 1] = True
+        start, size = start + size, nxt
+    return slow, end
+
+
+def build_schedule(num_warmup: int, num_draws: int) -> Schedule:
+    """The full schedule for ``num_warmup`` warm-up then ``num_draws`` sampling iterations."""
+    n = num_warmup + num_draws
+    it = np.arange(n)
+    warm = it < num_warmup
+    slow_w, end_w = stan_windows(num_warmup)
+    slow = np.zeros(n, dtype=bool)
+    end = np.zeros(n, dtype=bool)
+    slow[:num_warmup], end[:num_warmup] = slow_w, end_w
+    reinit = np.zeros(n, dtype=bool)
+    if num_warmup > 0:
+        reinit[0] = True
+        reinit[1:] = end[:-1]
+        reinit &= warm
+    return Schedule(
+        active=np.ones(n, dtype=bool),
+        adapt=warm,
+        reinit=reinit,
+        slow=slow,
+        window_end=end,
+        warmup_end=it == num_warmup - 1,
+    )
+
+
+def pad_schedule(schedule, start: int, length: int):
+    """Rows ``start:start+length`` of a schedule pytree, padded with all-False (no-op) rows."""
+
+    def cut(a):
+        piece = a[start : start + length]
+        if piece.shape[0] < length:
+            pad = np.zeros((length - piece.shape[0],) + a.shape[1:], dtype=a.dtype)
+            piece = np.concatenate([piece, pad])
+        return piece
+
+    return type(schedule)(*(cut(a) for a in schedule))
+
+
+# ----------------------------------------------------------------------------------
+# Adaptation state and its updates (pure jax functions of one chain)
+# ----------------------------------------------------------------------------------
+
+
+class AdaptationState(NamedTuple):
+    step_size: jax.Array  # () step size used by the next transition
+    mm: MassMatrixAdaptationState  # inverse mass matrix + Welford accumulator
+    da: DualAveragingAdaptationState  # dual-averaging state
+
+
+def init_adaptation_state(chains: int, dim: int, step_size: float, dense: bool, dtype) -> AdaptationState:
+    """Initial adaptation state for ``chains`` chains, built in numpy (no device work)."""
+    dtype = np.dtype(dtype)
+    itype = np.dtype(jax.dtypes.canonicalize_dtype(np.int64))
+    eps = np.full((chains,), step_size, dtype=dtype)
+    if dense:
+        imm = np.broadcast_to(np.eye(dim, dtype=dtype), (chains, dim, dim)).copy()
+    else:
+        imm = np.ones((chains, dim), dtype=dtype)
+    from blackjax.adaptation.mass_matrix import WelfordAlgorithmState
+
+    wc = WelfordAlgorithmState(np.zeros((chains, dim), dtype), np.zeros_like(imm), np.zeros(chains, itype))
+    da = DualAveragingAdaptationState(
+        np.log(eps), np.zeros_like(eps), np.ones(chains, itype), np.zeros_like(eps), np.log(10 * eps)
+    )
+    return AdaptationState(eps, MassMatrixAdaptationState(imm, wc), da)
+
+
+def _like(new, old):
+    """Cast a pytree to the dtypes of a reference pytree (keeps scan/cond carries stable)."""
+    return jax.tree.map(lambda n, o: jnp.asarray(n, dtype=jnp.result_type(o)), new, old)
+
+
+def _select(pred, a, b):
+    return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
+
+
+def find_reasonable_step_size(rng_key, state, logdensity_fn, inverse_mass_matrix, step_size, max_iter: int = 100):
+    """Stan's ``init_stepsize``: double or halve the step size until the acceptance
+    probability of a single leapfrog step (fresh momentum each time) crosses 0.8.
+
+    ``state`` is a ``blackjax.mcmc.hmc.HMCState``.  A non-finite energy counts as a
+    rejection.  Bounded to ``max_iter`` trials and to step sizes in [1e-12, 1e7]
+    (where Stan throws, we stop).  Skipped when the start value is 0, >1e7 or nan.
+    """
+    metric = metrics.default_metric(inverse_mass_matrix)
+    integrator = integrators.velocity_verlet(logdensity_fn, metric.kinetic_energy)
+    log08 = jnp.log(0.8)
+
+    def delta_h(key, eps):
+        p = metric.sample_momentum(key, state.position)
+        z0 = integrators.IntegratorState(state.position, p, state.logdensity, state.logdensity_grad)
+        h0 = -state.logdensity + metric.kinetic_energy(p)
+        z1 = integrator(z0, eps)
+        h1 = -z1.logdensity + metric.kinetic_energy(z1.momentum)
+        h1 = jnp.where(jnp.isnan(h1), jnp.inf, h1)
+        return h0 - h1
+
+    key0, rng_key = jax.random.split(rng_key)
+    direction = jnp.where(delta_h(key0, step_size) > log08, 1, -1)
+    skip = (step_size == 0) | (step_size > 1e7) | jnp.isnan(step_size)
+
+    def cond(c):
+        i, eps, done = c
+        return (~done) & (i < max_iter)
+
+    def body(c):
+        i, eps, _ = c
+        eps = jnp.where(direction == 1, 2.0 * eps, 0.5 * eps)
+        dh = delta_h(jax.random.fold_in(rng_key, i), eps)
+        stop = jnp.where(direction == 1, ~(dh > log08), ~(dh < log08))
+        stop = stop | (eps > 1e7) | (eps < 1e-12)
+        return i + 1, eps, stop
+
+    _, eps, _ = jax.lax.while_loop(cond, body, (jnp.int32(0), step_size, skip))
+    return jnp.clip(eps, 1e-12, 1e7).astype(jnp.result_type(step_size))
+
+
+def restart_step_size(rng_key, adapt: AdaptationState, hmc_state, logdensity_fn, target_accept) -> AdaptationState:
+    """Run the heuristic from the current step size and restart dual averaging there."""
+    da_init, _, _ = dual_averaging_adaptation(target_accept)
+    eps = find_reasonable_step_size(
+        rng_key, hmc_state, logdensity_fn, adapt.mm.inverse_mass_matrix, adapt.step_size
+    )
+    return _like(AdaptationState(eps, adapt.mm, da_init(eps)), adapt)
+
+
+def update_adaptation(
+    adapt: AdaptationState, flags, position, accept_stat, target_accept, dense: bool
+) -> AdaptationState:
+    """Apply one iteration's (post-transition) schedule flags to the adaptation state."""
+    _, da_update, _ = dual_averaging_adaptation(target_accept)
+    _, mm_update, mm_final = mass_matrix_adaptation(not dense)
+
+    da = _select(flags.adapt, _like(da_update(adapt.da, accept_stat), adapt.da), adapt.da)
+    step_size = jnp.where(flags.adapt, jnp.exp(da.log_step_size), adapt.step_size)
+    mm = _select(flags.slow, _like(mm_update(adapt.mm, position), adapt.mm), adapt.mm)
+    mm = _select(flags.window_end, _like(mm_final(mm), mm), mm)
+    step_size = jnp.where(flags.warmup_end, jnp.exp(da.log_step_size_avg), step_size)
+    return AdaptationState(step_size.astype(adapt.step_size.dtype), mm, da)

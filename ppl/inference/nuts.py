@@ -1,0 +1,402 @@
+"""NUTS with Stan-style warm-up, built for a short time to first draw.
+
+One compiled program serves warm-up and sampling: a chunk of ``chunk_size`` iterations
+(``jax.lax.scan``), vmapped over chains, whose step size, inverse mass matrix,
+adaptation state, per-iteration :class:`~ppl.inference.adaptation.Schedule` and data
+are all arguments.  It is compiled ahead of time once per (log density, data
+shapes/dtypes, chains, dim, chunk_size, max_depth, dense, dtype) and cached; a Python
+loop (:func:`run_chunked`) calls it chunk after chunk, reports progress between
+chunks, and returns what it has on ``KeyboardInterrupt``.
+
+The transition is BlackJAX's NUTS kernel (``blackjax.mcmc.nuts.build_kernel``:
+multinomial, iterative, generalised U-turn).  Non-finite energies are divergences
+there; on top of that a proposal with a non-finite log density, gradient or position is
+rejected and counted as divergent, so nan never enters the chain state.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from blackjax.mcmc import hmc, metrics
+from blackjax.mcmc import nuts as bj_nuts
+
+from ppl.inference.adaptation import (
+    AdaptationState,
+    Schedule,
+    build_schedule,
+    init_adaptation_state,
+    pad_schedule,
+    restart_step_size,
+    update_adaptation,
+)
+
+__all__ = [
+    "NUTSConfig",
+    "SamplerResult",
+    "Progress",
+    "NUTSChainState",
+    "NUTSDraw",
+    "sample_nuts",
+    "make_nuts_step",
+    "make_chunk_fn",
+    "run_chunked",
+    "compile_count",
+    "clear_cache",
+]
+
+
+class NUTSConfig(NamedTuple):
+    chains: int = 4
+    warmup: int = 1000
+    draws: int = 1000
+    target_accept: float = 0.8
+    max_depth: int = 10
+    chunk_size: int = 100
+    init_step_size: float = 1.0  # start of Stan's step-size heuristic
+    dense_mass: bool = False
+    thin: int = 1
+
+
+class SamplerResult(NamedTuple):
+    positions: np.ndarray  # (chains, kept_draws, dim) unconstrained draws after warm-up
+    stats: dict  # name -> (chains, kept_draws)
+    warmup_divergences: int
+    step_size: np.ndarray  # (chains,)
+    inverse_mass_matrix: np.ndarray  # (chains, dim) or (chains, dim, dim)
+    completed: bool  # False if interrupted
+    compile_s: float
+    warmup_s: float
+    sampling_s: float
+
+
+class Progress(NamedTuple):
+    iteration: int  # iterations done (warm-up included)
+    total: int  # warm-up + draws
+    phase: str  # 'warmup' | 'sampling': phase of the last iteration done
+    divergences: int  # divergences so far in that phase, all chains
+    elapsed_s: float  # seconds since the first chunk started (compile excluded)
+
+
+class NUTSChainState(NamedTuple):
+    """State of one chain carried between chunks (leading chain axis when batched)."""
+
+    hmc: hmc.HMCState  # position, logdensity, logdensity_grad
+    adapt: AdaptationState  # step size, mass matrix + Welford, dual averaging
+    rng_key: jax.Array  # raw uint32 key
+
+
+class NUTSDraw(NamedTuple):
+    """Per-iteration output of one chain."""
+
+    position: jax.Array
+    lp: jax.Array
+    accept_stat: jax.Array
+    stepsize: jax.Array
+    treedepth: jax.Array
+    n_leapfrog: jax.Array
+    divergent: jax.Array
+    energy: jax.Array
+
+
+# ----------------------------------------------------------------------------------
+# Generic chunk machinery (reusable for other kernels)
+# ----------------------------------------------------------------------------------
+
+
+def make_chunk_fn(step_fn: Callable, prepare_fn: Callable | None = None, empty_out: Callable | None = None) -> Callable:
+    """Turn a one-chain ``step_fn(state, flags, data, params) -> (state, out)`` into
+    ``chunk(states, schedule, data, params) -> (states, outs)``.
+
+    The chunk scans over the schedule's rows (one per iteration) and is vmapped over
+    the leading chain axis of ``states``; schedule, data and params are shared by all
+    chains.  Rows with ``flags.active == False`` are no-ops returning ``empty_out(state)``
+    (zeros shaped like ``out``; by default found with ``jax.eval_shape``, which costs one
+    extra trace of ``step_fn``); the predicate is unbatched, so this is a real branch,
+    not a select.  ``prepare_fn(state, data, params) -> state`` runs once per chain at
+    the chunk start (e.g. to recompute the log density at the carried position).
+    """
+
+    def one_chain(state, schedule, data, params):
+        if prepare_fn is not None:
+            state = prepare_fn(state, data, params)
+        if empty_out is not None:
+            make_empty = empty_out
+        else:
+            first = jax.tree.map(lambda a: a[0], schedule)
+            shapes = jax.eval_shape(lambda s: step_fn(s, first, data, params)[1], state)
+            make_empty = lambda s: jax.tree.map(lambda sd: jnp.zeros(sd.shape, sd.dtype), shapes)  # noqa: E731
+
+        def body(s, flags):
+            return jax.lax.cond(
+                flags.active, lambda s_: step_fn(s_, flags, data, params), lambda s_: (s_, make_empty(s_)), s
+            )
+
+        return jax.lax.scan(body, state, schedule)
+
+    return jax.vmap(one_chain, in_axes=(0, None, None, None))
+
+
+def run_chunked(
+    chunk_fn: Callable,
+    carry,
+    schedule,
+    n_iter: int,
+    chunk_size: int,
+    on_chunk: Callable | None = None,
+):
+    """Run ``chunk_fn(carry, schedule_rows) -> (carry, outs)`` over ``n_iter`` iterations.
+
+    ``schedule`` is a NamedTuple of numpy arrays with ``n_iter`` rows; the last chunk is
+    padded with all-False (no-op) rows.  After each chunk, ``on_chunk(start, n_valid,
+    outs, seconds)`` gets the chunk's outputs as numpy (padding included; only the first
+    ``n_valid`` iterations are real).  A ``KeyboardInterrupt`` (from the user or from
+    ``on_chunk``) stops the loop.  Returns ``(carry, n_done, completed)``; ``n_done``
+    counts the iterations whose chunk reached ``on_chunk``.
+    """
+    n_done, completed = 0, True
+    try:
+        for start in range(0, n_iter, chunk_size):
+            rows = pad_schedule(schedule, start, chunk_size)
+            t0 = time.perf_counter()
+            new_carry, outs = chunk_fn(carry, rows)
+            outs = jax.device_get(outs)
+            seconds = time.perf_counter() - t0
+            carry = new_carry
+            n_valid = min(chunk_size, n_iter - start)
+            n_done = start + n_valid
+            if on_chunk is not None:
+                on_chunk(start, n_valid, outs, seconds)
+    except KeyboardInterrupt:
+        completed = False
+    return carry, n_done, completed
+
+
+# ----------------------------------------------------------------------------------
+# NUTS step
+# ----------------------------------------------------------------------------------
+
+
+def _all_finite(tree):
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.stack(leaves).all() if leaves else jnp.bool_(True)
+
+
+def make_nuts_step(logdensity_fn: Callable, max_depth: int, dense: bool):
+    """One-chain NUTS iteration with schedule-driven adaptation: ``(step, prepare, empty_out)``
+    for :func:`make_chunk_fn`.
+
+    ``params`` is the scalar target acceptance rate (an argument, not a constant).
+    """
+    kernel = bj_nuts.build_kernel()
+
+    def prepare(state: NUTSChainState, data, params) -> NUTSChainState:
+        ld = lambda x: logdensity_fn(x, data)  # noqa: E731
+        fresh = hmc.init(state.hmc.position, ld)
+        return state._replace(hmc=jax.tree.map(lambda n, o: n.astype(o.dtype), fresh, state.hmc))
+
+    def step(state: NUTSChainState, flags: Schedule, data, target_accept):
+        ld = lambda x: logdensity_fn(x, data)  # noqa: E731
+        key, k_heur, k_trans = jax.random.split(state.rng_key, 3)
+        adapt = jax.lax.cond(
+            flags.reinit,
+            lambda a: restart_step_size(k_heur, a, state.hmc, ld, target_accept),
+            lambda a: a,
+            state.adapt,
+        )
+        eps, imm = adapt.step_size, adapt.mm.inverse_mass_matrix
+        proposal, info = kernel(k_trans, state.hmc, ld, eps, imm, max_depth)
+        ok = _all_finite(proposal)
+        new_hmc = jax.tree.map(lambda n, o: jnp.where(ok, n, o), proposal, state.hmc)
+        accept = jnp.where(ok & jnp.isfinite(info.acceptance_rate), info.acceptance_rate, 0.0)
+        accept = accept.astype(eps.dtype)
+        divergent = info.is_divergent | ~ok
+        # A rejected non-finite proposal keeps the old state: report its energy.
+        old_energy = -state.hmc.logdensity + metrics.default_metric(imm).kinetic_energy(info.momentum)
+        energy = jnp.where(ok, info.energy, old_energy).astype(eps.dtype)
+        new_adapt = update_adaptation(adapt, flags, new_hmc.position, accept, target_accept, dense)
+        out = NUTSDraw(
+            position=new_hmc.position,
+            lp=new_hmc.logdensity,
+            accept_stat=accept,
+            stepsize=eps,
+            treedepth=jnp.asarray(info.num_trajectory_expansions, jnp.int32),
+            n_leapfrog=jnp.asarray(info.num_integration_steps, jnp.int32),
+            divergent=divergent,
+            energy=energy,
+        )
+        return NUTSChainState(new_hmc, new_adapt, key), out
+
+    def empty_out(state: NUTSChainState) -> NUTSDraw:
+        z = jnp.zeros_like(state.hmc.logdensity)
+        i = jnp.zeros((), jnp.int32)
+        return NUTSDraw(jnp.zeros_like(state.hmc.position), z, z, z, i, i, jnp.zeros((), bool), z)
+
+    return step, prepare, empty_out
+
+
+# ----------------------------------------------------------------------------------
+# Compilation cache
+# ----------------------------------------------------------------------------------
+
+_CACHE: dict = {}
+_COMPILES = [0]
+
+
+def compile_count() -> int:
+    """Number of NUTS chunk programs compiled in this process."""
+    return _COMPILES[0]
+
+
+def clear_cache() -> None:
+    _CACHE.clear()
+
+
+def _signature(tree):
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves)
+
+
+def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig):
+    chains, dim = carry.hmc.position.shape
+    key = (
+        logdensity_fn,
+        _signature(data),
+        chains,
+        dim,
+        str(carry.hmc.position.dtype),
+        config.chunk_size,
+        config.max_depth,
+        bool(config.dense_mass),
+        jax.config.jax_enable_x64,
+    )
+    if key in _CACHE:
+        return _CACHE[key], 0.0
+    t0 = time.perf_counter()
+    chunk = make_chunk_fn(*make_nuts_step(logdensity_fn, int(config.max_depth), bool(config.dense_mass)))
+    compiled = jax.jit(chunk).lower(carry, rows, data, target).compile()
+    seconds = time.perf_counter() - t0
+    _CACHE[key] = compiled
+    _COMPILES[0] += 1
+    return compiled, seconds
+
+
+# ----------------------------------------------------------------------------------
+# Driver
+# ----------------------------------------------------------------------------------
+
+_STAT_NAMES = {
+    "lp__": "lp",
+    "accept_stat__": "accept_stat",
+    "stepsize__": "stepsize",
+    "treedepth__": "treedepth",
+    "n_leapfrog__": "n_leapfrog",
+    "divergent__": "divergent",
+    "energy__": "energy",
+}
+
+
+def _as_data(data):
+    return jax.tree.map(lambda x: x if isinstance(x, (jax.Array, np.ndarray)) else np.asarray(x), data)
+
+
+def _chain_keys(key, chains):
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return np.asarray(jax.random.split(key, chains))
+
+
+def sample_nuts(
+    logdensity_fn: Callable,
+    data,
+    init_positions,
+    key,
+    config: NUTSConfig = NUTSConfig(),
+    callback: Callable | None = None,
+) -> SamplerResult:
+    """Run ``config.chains`` NUTS chains on ``logdensity_fn(position, data) -> scalar``.
+
+    ``init_positions``: (chains, dim) unconstrained starting points with finite density.
+    ``callback(Progress)`` is called after every chunk; raising ``KeyboardInterrupt``
+    there (or pressing Ctrl-C) stops sampling and returns the draws made so far with
+    ``completed=False``.  Each chain adapts its own step size and mass matrix.
+    """
+    if config.thin < 1 or config.chunk_size < 1 or config.warmup < 0 or config.draws < 0:
+        raise ValueError("thin and chunk_size must be >= 1, warmup and draws >= 0")
+    # Positions in JAX's default float (float64 under ppl's x64 default).
+    pos = np.asarray(init_positions, dtype=jax.dtypes.canonicalize_dtype(np.float64))
+    if pos.ndim != 2 or pos.shape[0] != config.chains:
+        raise ValueError(f"init_positions must have shape (chains={config.chains}, dim), got {pos.shape}")
+    chains, dim = pos.shape
+    dtype = pos.dtype
+    data = _as_data(data)
+
+    carry = NUTSChainState(
+        hmc.HMCState(pos, np.zeros(chains, dtype), np.zeros_like(pos)),
+        init_adaptation_state(chains, dim, config.init_step_size, config.dense_mass, dtype),
+        _chain_keys(key, chains),
+    )
+    warmup, draws = int(config.warmup), int(config.draws)
+    schedule = build_schedule(warmup, draws)
+    target = np.asarray(config.target_accept, dtype)
+    compiled, compile_s = _get_compiled(
+        logdensity_fn, data, carry, pad_schedule(schedule, 0, config.chunk_size), target, config
+    )
+
+    kept: list = []  # per chunk: NUTSDraw of numpy arrays, sampling iterations only
+    counts = {"warmup_div": 0, "sampling_div": 0, "warmup_s": 0.0, "sampling_s": 0.0}
+    t_start = time.perf_counter()
+
+    def on_chunk(start, n_valid, outs, seconds):
+        n_warm = max(0, min(n_valid, warmup - start))
+        div = np.asarray(outs.divergent)
+        counts["warmup_div"] += int(div[:, :n_warm].sum())
+        counts["sampling_div"] += int(div[:, n_warm:n_valid].sum())
+        counts["warmup_s"] += seconds * n_warm / n_valid
+        counts["sampling_s"] += seconds * (n_valid - n_warm) / n_valid
+        if n_valid > n_warm:
+            idx = np.arange(start + n_warm, start + n_valid)
+            sel = idx[(idx - warmup) % config.thin == 0] - start
+            kept.append(jax.tree.map(lambda a: a[:, sel], outs))
+        if callback is not None:
+            done = start + n_valid
+            sampling = done > warmup or warmup == 0
+            callback(
+                Progress(
+                    iteration=done,
+                    total=warmup + draws,
+                    phase="sampling" if sampling else "warmup",
+                    divergences=counts["sampling_div"] if sampling else counts["warmup_div"],
+                    elapsed_s=time.perf_counter() - t_start,
+                )
+            )
+
+    run = lambda c, rows: compiled(c, rows, data, target)  # noqa: E731
+    carry, n_done, completed = run_chunked(run, carry, schedule, warmup + draws, config.chunk_size, on_chunk)
+
+    if kept:
+        draws_out = jax.tree.map(lambda *a: np.concatenate(a, axis=1), *kept)
+    else:
+        empty = lambda *s, dt=dtype: np.zeros((chains, 0) + s, dt)  # noqa: E731
+        draws_out = NUTSDraw(empty(dim), empty(), empty(), empty(), empty(dt=np.int32),
+                             empty(dt=np.int32), empty(dt=bool), empty())
+    stats = {name: np.asarray(getattr(draws_out, field)) for name, field in _STAT_NAMES.items()}
+    stats["treedepth__"] = stats["treedepth__"].astype(np.int64)
+    stats["n_leapfrog__"] = stats["n_leapfrog__"].astype(np.int64)
+    stats["divergent__"] = stats["divergent__"].astype(np.int64)
+    carry = jax.device_get(carry)
+    return SamplerResult(
+        positions=np.asarray(draws_out.position),
+        stats=stats,
+        warmup_divergences=counts["warmup_div"],
+        step_size=np.asarray(carry.adapt.step_size),
+        inverse_mass_matrix=np.asarray(carry.adapt.mm.inverse_mass_matrix),
+        completed=completed,
+        compile_s=compile_s,
+        warmup_s=counts["warmup_s"],
+        sampling_s=counts["sampling_s"],
+    )

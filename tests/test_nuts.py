@@ -1,0 +1,226 @@
+"""Tests for ppl.inference.nuts (chunked, compile-once NUTS with Stan warm-up).
+
+One log density serves every test (a Gaussian given by its precision matrix, nan
+beyond ``x[0] > nan_above``), so only three programs are compiled: dim 10 / chunk 100,
+dim 2 dense / chunk 100, dim 2 / chunk 64.  Tolerances are 5 Monte Carlo standard
+errors, from an ESS computed here (Geyer's initial monotone sequence, multi-chain).
+"""
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root, if not installed
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ppl  # noqa: F401  (float64)
+from ppl.inference import nuts
+from ppl.inference.adaptation import build_schedule, stan_windows
+from ppl.inference.nuts import NUTSConfig, Progress, sample_nuts
+
+
+def gauss_ld(x, data):
+    lp = -0.5 * x @ data["prec"] @ x
+    return jnp.where(x[0] > data["nan_above"], jnp.nan, lp)
+
+
+def gauss_data(cov, nan_above=np.inf):
+    return {"prec": np.linalg.inv(np.asarray(cov, float)), "nan_above": np.asarray(nan_above, float)}
+
+
+def ess(x):
+    """Multi-chain ESS of x[chains, draws] (Stan's formula without rank normalisation)."""
+    x = np.asarray(x, float)
+    m, n = x.shape
+    xc = x - x.mean(axis=1, keepdims=True)
+    f = np.fft.rfft(xc, n=2 * n, axis=1)
+    acov = np.fft.irfft(f * np.conj(f), axis=1)[:, :n] / n
+    w = acov[:, 0].mean() * n / (n - 1)
+    var_plus = w * (n - 1) / n + (x.mean(axis=1).var(ddof=1) if m > 1 else 0.0)
+    rho = 1.0 - (w - acov.mean(axis=0)) / var_plus
+    rho[0] = 1.0
+    tau, prev, t = -1.0, np.inf, 0
+    while t + 1 < n:
+        pair = rho[t] + rho[t + 1]
+        if pair < 0:
+            break
+        pair = min(pair, prev)
+        tau += 2 * pair
+        prev = pair
+        t += 2
+    return m * n / max(tau, 1.0 / np.log10(m * n))
+
+
+def check_moments(draws, mean, sd, k=5.0):
+    """Means and sds of draws[chains, n, dim] within k MCSE of the truth."""
+    for j in range(draws.shape[-1]):
+        x = draws[..., j]
+        m_hat, s_hat = x.mean(), x.std()
+        assert abs(m_hat - mean[j]) < k * s_hat / np.sqrt(ess(x)), (j, m_hat, mean[j])
+        sq = (x - m_hat) ** 2
+        mcse_sd = sq.std() / np.sqrt(ess(sq)) / (2 * s_hat)
+        assert abs(s_hat - sd[j]) < k * mcse_sd, (j, s_hat, sd[j])
+
+
+INIT10 = np.random.default_rng(0).uniform(-2, 2, size=(4, 10))
+INIT2 = np.random.default_rng(1).uniform(-0.5, 0.5, size=(4, 2))
+
+
+@pytest.fixture(scope="module")
+def normal10():
+    nuts.clear_cache()
+    before = nuts.compile_count()
+    res = sample_nuts(gauss_ld, gauss_data(np.eye(10)), INIT10, jax.random.PRNGKey(0), NUTSConfig())
+    return res, nuts.compile_count() - before
+
+
+@pytest.fixture(scope="module")
+def scaled10(normal10):
+    scales = np.logspace(-2, 2, 10)
+    before = nuts.compile_count()
+    res = sample_nuts(gauss_ld, gauss_data(np.diag(scales**2)), INIT10 * scales, jax.random.PRNGKey(1), NUTSConfig())
+    return res, scales, nuts.compile_count() - before
+
+
+def test_standard_normal_10d(normal10):
+    res, n_compiles = normal10
+    assert n_compiles == 1 and res.compile_s > 0
+    assert res.completed and res.positions.shape == (4, 1000, 10)
+    check_moments(res.positions, np.zeros(10), np.ones(10))
+    assert np.all((res.step_size > 0.4) & (res.step_size < 1.3)), res.step_size
+    assert abs(res.stats["accept_stat__"].mean() - 0.8) < 0.1
+    assert np.all(np.abs(res.inverse_mass_matrix - 1) < 0.5)
+    assert res.stats["divergent__"].sum() == 0
+    assert res.warmup_s > 0 and res.sampling_s > 0
+
+
+def test_stats_layout(normal10):
+    res, _ = normal10
+    names = {"lp__", "accept_stat__", "stepsize__", "treedepth__", "n_leapfrog__", "divergent__", "energy__"}
+    assert set(res.stats) == names
+    for v in res.stats.values():
+        assert v.shape == (4, 1000) and np.all(np.isfinite(v))
+    assert np.issubdtype(res.stats["treedepth__"].dtype, np.integer)
+    assert set(np.unique(res.stats["divergent__"])) <= {0, 1}
+    np.testing.assert_allclose(res.stats["lp__"], -0.5 * (res.positions**2).sum(-1), rtol=1e-10)
+    # constant step size after warm-up, equal to the reported adapted one
+    np.testing.assert_array_equal(res.stats["stepsize__"], np.repeat(res.step_size[:, None], 1000, 1))
+    depth, nleap = res.stats["treedepth__"], res.stats["n_leapfrog__"]
+    assert np.all(nleap <= 2**depth - 1) and np.all(nleap >= 2 ** (depth - 1))
+    assert np.all(res.stats["energy__"] >= -res.stats["lp__"])  # H = -lp + kinetic
+
+
+def test_mass_matrix_adaptation_scales(scaled10):
+    res, scales, n_compiles = scaled10
+    assert n_compiles == 0  # new data values of the same shapes: same program
+    check_moments(res.positions, np.zeros(10), scales)
+    ratio = res.inverse_mass_matrix / scales**2
+    assert np.all((ratio > 0.5) & (ratio < 2.0)), ratio
+    assert np.all((res.step_size > 0.4) & (res.step_size < 1.3)), res.step_size
+    assert abs(res.stats["accept_stat__"].mean() - 0.8) < 0.1
+    assert res.stats["treedepth__"].max() <= 5  # well adapted: no long trajectories
+
+
+def test_other_counts_do_not_recompile(normal10):
+    before = nuts.compile_count()
+    res = sample_nuts(gauss_ld, gauss_data(2 * np.eye(10)), INIT10, jax.random.PRNGKey(2),
+                      NUTSConfig(warmup=230, draws=170, target_accept=0.9))
+    assert nuts.compile_count() == before and res.compile_s == 0.0
+    assert res.positions.shape == (4, 170, 10)
+    assert res.stats["accept_stat__"].mean() > 0.8
+
+
+def test_correlated_2d_dense():
+    cov = np.array([[1.0, 1.8], [1.8, 4.0]])  # sds 1, 2; rho 0.9
+    res = sample_nuts(gauss_ld, gauss_data(cov), INIT2, jax.random.PRNGKey(3),
+                      NUTSConfig(warmup=500, draws=1000, dense_mass=True))
+    assert res.inverse_mass_matrix.shape == (4, 2, 2)
+    np.testing.assert_allclose(res.inverse_mass_matrix, np.broadcast_to(cov, (4, 2, 2)), rtol=0.35, atol=0.35)
+    x = res.positions
+    check_moments(x, np.zeros(2), np.sqrt(np.diag(cov)))
+    prod = (x[..., 0] - x[..., 0].mean()) * (x[..., 1] - x[..., 1].mean())
+    assert abs(prod.mean() - 1.8) < 5 * prod.std() / np.sqrt(ess(prod))
+
+
+def test_chunk_boundaries_and_progress():
+    seen = []
+    cfg = NUTSConfig(warmup=150, draws=130, chunk_size=64)
+    res = sample_nuts(gauss_ld, gauss_data(np.eye(2)), INIT2, jax.random.PRNGKey(4), cfg, callback=seen.append)
+    assert res.completed and res.positions.shape == (4, 130, 2)
+    assert all(v.shape == (4, 130) for v in res.stats.values())
+    assert [p.iteration for p in seen] == [64, 128, 192, 256, 280]
+    assert [p.phase for p in seen] == ["warmup"] * 2 + ["sampling"] * 3
+    assert all(isinstance(p, Progress) and p.total == 280 for p in seen)
+    assert seen[-1].divergences == res.stats["divergent__"].sum()
+    # thinning keeps every 3rd post-warm-up draw, from the same program
+    before = nuts.compile_count()
+    thin = sample_nuts(gauss_ld, gauss_data(np.eye(2)), INIT2, jax.random.PRNGKey(4), cfg._replace(thin=3))
+    assert nuts.compile_count() == before
+    assert thin.positions.shape == (4, 44, 2)
+    np.testing.assert_array_equal(thin.positions, res.positions[:, ::3])
+
+
+def test_keyboard_interrupt_returns_draws_so_far():
+    sampling_calls = []
+
+    def callback(p):
+        if p.phase == "sampling":
+            sampling_calls.append(p.iteration)
+            if len(sampling_calls) == 2:
+                raise KeyboardInterrupt
+
+    cfg = NUTSConfig(warmup=150, draws=130, chunk_size=64)
+    res = sample_nuts(gauss_ld, gauss_data(np.eye(2)), INIT2, jax.random.PRNGKey(5), cfg, callback=callback)
+    assert not res.completed
+    n = sampling_calls[-1] - 150  # 256 - 150 = 106 draws made
+    assert res.positions.shape == (4, n, 2)
+    assert all(v.shape == (4, n) for v in res.stats.values())
+    assert np.all(np.isfinite(res.positions))
+
+
+def test_nan_region_counts_divergences():
+    # log density nan for x0 > 1: a standard normal truncated at x0 = 1
+    res = sample_nuts(gauss_ld, gauss_data(np.eye(2), nan_above=1.0), INIT2, jax.random.PRNGKey(6),
+                      NUTSConfig(warmup=300, draws=1000, chunk_size=64))
+    x = res.positions
+    assert res.completed and np.all(np.isfinite(x)) and np.all(x[..., 0] <= 1.0)
+    for v in res.stats.values():
+        assert np.all(np.isfinite(v))
+    assert res.stats["divergent__"].sum() > 0 and res.warmup_divergences > 0
+    assert np.all(np.isfinite(res.step_size)) and np.all(np.isfinite(res.inverse_mass_matrix))
+    mean0 = -np.exp(-0.5) / np.sqrt(2 * np.pi) / 0.8413447460685429  # truncated-normal mean
+    x0 = x[..., 0]
+    assert abs(x0.mean() - mean0) < 5 * x0.std() / np.sqrt(ess(x0))
+
+
+def test_short_warmup_and_no_warmup():
+    cfg = NUTSConfig(warmup=10, draws=50, chunk_size=64)
+    res = sample_nuts(gauss_ld, gauss_data(np.eye(2)), INIT2, jax.random.PRNGKey(7), cfg)
+    np.testing.assert_array_equal(res.inverse_mass_matrix, 1.0)  # < 20 warm-up: no mass adaptation
+    assert res.positions.shape == (4, 50, 2)
+    res = sample_nuts(gauss_ld, gauss_data(np.eye(2)), INIT2, jax.random.PRNGKey(7),
+                      cfg._replace(warmup=0, init_step_size=0.5))
+    np.testing.assert_array_equal(res.step_size, 0.5)
+    assert res.warmup_divergences == 0 and res.positions.shape == (4, 50, 2)
+
+
+@pytest.mark.parametrize("n", [0, 10, 19, 20, 100, 149, 150, 151, 500, 1000, 2000])
+def test_windows_match_blackjax(n):
+    from blackjax.adaptation.window_adaptation import build_schedule as bj_schedule
+
+    slow, end = stan_windows(n)
+    bj = np.asarray(bj_schedule(n)).reshape(-1, 2) if n else np.zeros((0, 2))
+    np.testing.assert_array_equal(slow, bj[:, 0] == 1)
+    np.testing.assert_array_equal(end, bj[:, 1] == 1)
+    sched = build_schedule(n, 7)
+    assert sched.adapt.sum() == n and sched.warmup_end.sum() == (n > 0)
+    assert sched.reinit.sum() == (n > 0) + end.sum() - (end[-1] if n else 0)
+
+
+def test_stan_default_windows():
+    slow, end = stan_windows(1000)
+    ends = np.flatnonzero(end) + 1
+    np.testing.assert_array_equal(ends, [100, 150, 250, 450, 950])
+    assert slow[75:950].all() and not slow[:75].any() and not slow[950:].any()
