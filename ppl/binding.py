@@ -178,8 +178,9 @@ def _declared_base(node):
 def _is_discrete_node(node) -> bool:
     if _declared_base(node) == "int":
         return True
-    if node.dist is not None and node.dist.func in DISTRIBUTIONS:
-        return DISTRIBUTIONS[node.dist.func].discrete
+    dist = node.dist if node.dist is not None else (node.pieces[0].dist if node.pieces else None)
+    if dist is not None and dist.func in DISTRIBUTIONS:
+        return DISTRIBUTIONS[dist.func].discrete
     return False
 
 
@@ -266,12 +267,12 @@ def _check_declared_bounds(g, b, node, arr):
 def _transformed_data(g, b):
     """Compute, once, every node whose value depends on known values only; check observations."""
     env = {**b.static, **b.arrays}
-    ev = Evaluator(env)
+    ev = Evaluator(env, g.functions)
     known = set(env)
     for name in g.order:
         node = g.nodes[name]
         role = b.roles[name]
-        computable = all(p in known for p in node.parents)
+        computable = all(p in known for p in node.parents) and not node.pieces
         if role == ROLE_DATA and name not in known and node.expr is not None:
             if not computable:
                 raise _err(g, ModelError, f"the default of data `{name}` must depend on data only", node.span)
@@ -280,15 +281,15 @@ def _transformed_data(g, b):
         elif role == ROLE_DETERMINISTIC and computable:
             _store(g, b, env, node, _eval(g, ev, node.expr), ROLE_TRANSFORMED)
             known.add(name)
-        elif role == ROLE_OBSERVED:
+        elif role == ROLE_OBSERVED and node.dist is not None:
             _check_observation(g, b, ev, node, env[name], computable)
     for f in g.factors:
-        if f.kind == "observe" and f.dist is not None:
+        if f.kind == "observe" and f.dist is not None and not f.loops:
+            value_known = all(n.id in known for n in A.free_names(f.value) if n.id in g.nodes)
+            if not value_known:
+                continue    # an expression of parameters, as Stan allows: no Jacobian is added
             computable = all(p in known for p in f.parents)
             value = _eval(g, ev, f.value)
-            if not all(p in known for p in (n.id for n in A.free_names(f.value)) if p in g.nodes):
-                raise _err(g, ModelError, "an observed expression must depend on data only; "
-                           "to give a parameter a prior write `name ~ ...`", f.span)
             _check_support(g, ev, f.dist, value, computable, "the observed value", f.span)
 
 
@@ -364,6 +365,7 @@ def _check_latents(g, b):
             raise _err(g, ModelError, f"`{name}` is a discrete parameter with no distribution", node.span,
                        hint="give it a distribution, or supply it as data")
         if node.kind == STOCHASTIC and _is_discrete_node(node):
-            raise _err(g, ModelError, f"`{name}` is a discrete latent variable ({node.dist.func}) and "
+            dist = node.dist if node.dist is not None else node.pieces[0].dist
+            raise _err(g, ModelError, f"`{name}` is a discrete latent variable ({dist.func}) and "
                        "cannot be sampled by NUTS yet", node.span,
                        hint=f"supply `{name}` as data, or marginalise it with `mixture(...)`")

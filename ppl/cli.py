@@ -9,6 +9,7 @@ import time
 import warnings
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130   # Ctrl-C (128 + SIGINT); `ppl sample` still writes the draws made so far
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,28 +25,60 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
         sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
         if output:
-            sp.add_argument("-o", "--output", help="write draws to FILE (.csv or .json)")
+            sp.add_argument("-o", "--output", help="write draws to FILE (.csv, .json, or .nc with ArviZ)")
 
     c = sub.add_parser("check", help="parse and check a model; print its graph")
     common(c, output=False)
     c.add_argument("--print-graph", action="store_true", help="also print the graph IR (parents of each node)")
 
-    s = sub.add_parser("sample", help="MCMC (NUTS) on a model and its data")
+    s = sub.add_parser("sample", help="MCMC (NUTS, HMC or random-walk Metropolis) on a model and its data")
     common(s)
     s.add_argument("--chains", type=int, default=4)
     s.add_argument("--warmup", type=int, default=1000)
     s.add_argument("--draws", type=int, default=1000)
-    s.add_argument("--algorithm", default="nuts", choices=["nuts"])
-    s.add_argument("--target-accept", type=float, default=0.8)
-    s.add_argument("--max-depth", type=int, default=10)
+    s.add_argument("--algorithm", default="nuts", choices=["nuts", "hmc", "mh"])
+    s.add_argument("--target-accept", type=float, default=None, help="default 0.8 (0.234 for mh)")
+    s.add_argument("--max-depth", type=int, default=10, help="NUTS tree depth (hmc: at most 2^depth steps)")
+    s.add_argument("--dense", action="store_true", help="adapt a dense mass matrix (mh: proposal covariance)")
+    s.add_argument("--path-length", type=float, default=None, help="hmc: integration time (default 2)")
+    s.add_argument("--num-steps", type=int, default=None, help="hmc: fixed number of leapfrog steps")
+
+    v = sub.add_parser("vi", help="variational inference (ADVI or Pathfinder); draws from the approximation")
+    common(v)
+    v.add_argument("--family", default="meanfield", choices=["meanfield", "fullrank", "pathfinder"])
+    v.add_argument("--draws", type=int, default=1000)
+    v.add_argument("--max-iter", type=int, default=10000)
+    v.add_argument("--learning-rate", type=float, default=0.1, help="Adam's learning rate")
+    v.add_argument("--tol-rel-obj", type=float, default=0.01, help="relative ELBO change that stops ADVI")
+
+    op = sub.add_parser("optimize", help="MAP or maximum likelihood; -o writes JSON that --data accepts")
+    common(op, output=False)
+    op.add_argument("--method", default="lbfgs", choices=["lbfgs", "adam"])
+    op.add_argument("--mle", action="store_true", help="maximum likelihood (the likelihood alone)")
+    op.add_argument("--restarts", type=int, default=1, help="random starts; the best is kept")
+    op.add_argument("--max-iter", type=int, default=None)
+    op.add_argument("-o", "--output", help="write the estimate as JSON (latent nodes + data inputs and sizes)")
 
     pr = sub.add_parser("prior", help="ancestral simulation of every node the data does not fix")
     common(pr)
     pr.add_argument("--draws", type=int, default=1000)
 
-    sm = sub.add_parser("summary", help="the summary table of saved draws (.csv or .json)")
+    sm = sub.add_parser("summary", help="the summary table of saved draws (.csv, .json or .nc)")
     sm.add_argument("file")
     sm.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    gr = sub.add_parser("graph", help="the model's DAG as Graphviz DOT (-o draws .svg/.png/.pdf or writes .dot)")
+    gr.add_argument("model", help="the .gm model file")
+    gr.add_argument("--data", "-d", help="data file: decides which nodes are observed (shaded)")
+    gr.add_argument("--strict", action="store_true", help="unknown data names are errors, not warnings")
+    gr.add_argument("-o", "--output", help="write FILE (.svg, .png, .pdf with Graphviz's dot; .dot text)")
+    gr.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    pl = sub.add_parser("plot", help="trace and density plots of saved draws, to PNG (needs matplotlib)")
+    pl.add_argument("file", help="saved draws (.csv, .json or .nc)")
+    pl.add_argument("-o", "--output", help="the PNG to write (default: FILE with .png)")
+    pl.add_argument("--vars", help="comma-separated variables or columns, e.g. mu,tau,theta[0]")
+    pl.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
@@ -74,7 +107,7 @@ def main(argv=None) -> int:
     except BrokenPipeError:
         sys.stderr.close()      # output piped into `head`: not an error
         return 0
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, ImportError) as err:
         if args.debug:
             raise
         print(f"ppl: error: {err}", file=sys.stderr)
@@ -128,12 +161,22 @@ def cmd_check(args, caught) -> int:
 
 
 class _ProgressBar:
-    def __init__(self, quiet):
-        self.quiet = quiet or not sys.stderr.isatty()
-        self.bar = None
+    """One bar for all chains together: phase, iterations, draws/s (all chains), divergences.
+    When stderr is not a terminal (a log, a pipe) it prints one line as each phase starts."""
+
+    def __init__(self, quiet, chains=1, warmup=0, draws=0):
+        self.quiet, self.tty = quiet, sys.stderr.isatty()
+        self.chains, self.counts = chains, {"warmup": warmup, "sampling": draws}
+        self.bar = self.phase = None
 
     def __call__(self, p):
         if self.quiet:
+            return
+        if not self.tty:
+            if p.phase != self.phase:
+                self.phase = p.phase
+                print(f"{p.phase}: {self.chains} chains x {self.counts.get(p.phase, '?')} iterations "
+                      "(Ctrl-C stops and keeps the draws made so far)", file=sys.stderr, flush=True)
             return
         if self.bar is None:
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -141,9 +184,10 @@ class _ProgressBar:
                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=True)
             self.bar.start()
             self.task = self.bar.add_task("warmup", total=p.total, info="")
-        rate = p.iteration / max(p.elapsed_s, 1e-9)
+        rate = p.iteration * self.chains / max(p.elapsed_s, 1e-9)
+        unit = "draws/s" if p.phase == "sampling" else "it/s"
         self.bar.update(self.task, completed=p.iteration, description=p.phase,
-                        info=f"{rate:,.0f} it/s  {p.divergences} divergent")
+                        info=f"{rate:,.0f} {unit}  {p.divergences} divergent")
 
     def close(self):
         if self.bar is not None:
@@ -152,17 +196,18 @@ class _ProgressBar:
 
 def cmd_sample(args, caught) -> int:
     model, data = _load(args)
-    bar = _ProgressBar(args.quiet)
+    bar = _ProgressBar(args.quiet, args.chains, args.warmup, args.draws)
     t0 = time.perf_counter()
     try:
         post = model.sample(data, chains=args.chains, warmup=args.warmup, draws=args.draws, seed=args.seed,
                             target_accept=args.target_accept, max_depth=args.max_depth, progress=bar,
-                            strict=args.strict)
+                            strict=args.strict, algorithm=args.algorithm, dense_mass=args.dense,
+                            path_length=args.path_length, num_steps=args.num_steps)
     finally:
         bar.close()
     _print_warnings(caught)
     _report(post, args, time.perf_counter() - t0)
-    return 0
+    return 0 if post.completed else EXIT_INTERRUPTED   # Ctrl-C: the draws so far are written
 
 
 def cmd_prior(args, caught) -> int:
@@ -187,18 +232,103 @@ def _report(post, args, wall):
     print("time: " + ", ".join(parts) + f" (total {wall:.2f} s)", file=sys.stderr)
     if getattr(args, "output", None):
         post.save(args.output)
-        print(f"wrote {args.output}", file=sys.stderr)
+        note = "" if post.completed else f" (incomplete: interrupted after {post.num_draws} draws per chain)"
+        print(f"wrote {args.output}{note}", file=sys.stderr)
+    elif not post.completed:
+        print(f"incomplete: interrupted after {post.num_draws} draws per chain", file=sys.stderr)
 
 
 def cmd_summary(args, caught) -> int:
     from .results import load
     if not os.path.exists(args.file):
         raise OSError(f"no such file: {args.file}")
-    print(load(args.file).summary())
+    summary = load(args.file).summary()
+    print(summary)
+    for w in summary.warnings():
+        print(f"warning: {w}", file=sys.stderr)
     return 0
 
 
-COMMANDS = {"check": cmd_check, "sample": cmd_sample, "prior": cmd_prior, "summary": cmd_summary}
+def cmd_graph(args, caught) -> int:
+    import ppl
+    from .binding import bind
+    from .graphviz import render, to_dot
+    model = ppl.load(args.model)
+    binding = bind(model.graph, ppl.load_data(args.data), strict=args.strict) if args.data else None
+    for w in binding.warnings if binding is not None else ():
+        print(f"warning: {w}", file=sys.stderr)
+    text = to_dot(model.graph, binding, name=os.path.splitext(os.path.basename(args.model))[0])
+    if args.output:
+        render(text, args.output)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_plot(args, caught) -> int:
+    from .plot import plot_posterior
+    from .results import load
+    if not os.path.exists(args.file):
+        raise OSError(f"no such file: {args.file}")
+    post = load(args.file)
+    out = args.output or os.path.splitext(args.file)[0] + ".png"
+    names = [v.strip() for v in args.vars.split(",") if v.strip()] if args.vars else None
+    try:
+        total = len(post._select_columns(names))
+        drawn = plot_posterior(post, out, names)
+    except KeyError as err:
+        raise ValueError(str(err)) from None
+    if total > len(drawn):
+        print(f"note: drew the first {len(drawn)} of {total} scalars; choose others with --vars",
+              file=sys.stderr)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"check": cmd_check, "sample": cmd_sample, "prior": cmd_prior, "summary": cmd_summary,
+            "graph": cmd_graph, "plot": cmd_plot}
+
+
+def cmd_vi(args, caught) -> int:
+    model, data = _load(args)
+    t0 = time.perf_counter()
+    post = model.vi(data, family=args.family, draws=args.draws, seed=args.seed, strict=args.strict,
+                    **({} if args.family == "pathfinder" else
+                       {"max_iter": args.max_iter, "learning_rate": args.learning_rate,
+                        "tol_rel_obj": args.tol_rel_obj}))
+    _print_warnings(caught)
+    m = post.meta
+    if m.get("iterations") is not None:
+        state = "converged" if m["converged"] else f"NOT converged after {m['iterations']} iterations"
+        print(f"{m['family']} ADVI: {state} ({m['iterations']} iterations, ELBO {m['elbo'][-1][1]:.6g})",
+              file=sys.stderr)
+    else:
+        print(f"pathfinder: ELBO {m['elbo']:.6g}", file=sys.stderr)
+    _report(post, args, time.perf_counter() - t0)
+    return 0 if post.completed else EXIT_INTERRUPTED
+
+
+def cmd_optimize(args, caught) -> int:
+    model, data = _load(args)
+    t0 = time.perf_counter()
+    res = model.optimize(data, method=args.method, mle=args.mle, seed=args.seed, restarts=args.restarts,
+                         strict=args.strict, **({"max_iter": args.max_iter} if args.max_iter else {}))
+    _print_warnings(caught)
+    print(res)
+    t = res.timings
+    print(f"time: compile {t['compile_s']:.2f} s, fit {t['fit_s']:.2f} s (total {time.perf_counter() - t0:.2f} s)",
+          file=sys.stderr)
+    if not res.converged:
+        print(f"warning: the optimiser did not converge: {res.message}", file=sys.stderr)
+    if args.output:
+        res.to_json(args.output)
+        print(f"wrote {args.output} (simulate from the fit: ppl prior {args.model} --data {args.output})",
+              file=sys.stderr)
+    return 0
+
+
+COMMANDS.update(vi=cmd_vi, optimize=cmd_optimize)
 
 
 def run() -> None:

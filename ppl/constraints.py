@@ -16,10 +16,18 @@ import jax.numpy as jnp
 import numpy as np
 from jax.nn import log_sigmoid
 
+__all__ = [
+    "Constraint", "Bijector", "bijector", "narrow", "real", "positive", "unit_interval", "simplex", "ordered",
+    "positive_ordered", "corr_cholesky", "cov_matrix", "integer", "nonnegative_integer", "boolean", "lower",
+    "upper", "interval", "integer_interval", "corr_cholesky_from_cpcs",
+]
+
 DISCRETE_KINDS = frozenset({"integer", "nonnegative_integer", "integer_interval", "boolean"})
-EVENT_DIMS = {"simplex": 1, "ordered": 1, "positive_ordered": 1, "corr_cholesky": 2, "cov_matrix": 2}
-SIMPLEX_TOL = 1e-6
-MATRIX_TOL = 1e-6
+TOLERANCE = 1e-6  # float64; float32 uses sqrt(eps) ~ 3e-4
+
+
+def _tol(x):
+    return max(TOLERANCE, math.sqrt(float(np.finfo(x.dtype).eps)))
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,11 @@ class Constraint:
 
     def check(self, x):
         """Membership of ``x``: elementwise, or per event for structured kinds."""
-        return _CHECKS.get(self.kind, _check_elementwise)(self, jnp.asarray(x))
+        x = jnp.asarray(x)
+        if self.kind in _CHECKS:
+            return _CHECKS[self.kind](self, x)
+        ok = _check_elementwise(self, x)  # elementwise kinds used as a vector support
+        return jnp.all(ok, axis=tuple(range(-self.event_dim, 0))) if self.event_dim else ok
 
     def finite_values(self):
         """Support values for boolean / concrete integer_interval, else None.
@@ -166,7 +178,8 @@ def _check_elementwise(c: Constraint, x):
 
 
 def _check_simplex(c, x):
-    return jnp.all(x >= 0, axis=-1) & (jnp.abs(jnp.sum(x, -1) - 1) <= SIMPLEX_TOL)
+    x = _float(x)
+    return jnp.all(x >= 0, axis=-1) & (jnp.abs(jnp.sum(x, -1) - 1) <= _tol(x))
 
 
 def _check_ordered(c, x):
@@ -178,16 +191,16 @@ def _check_ordered(c, x):
 
 def _check_corr_cholesky(c, x):
     x = _float(x)
-    upper_zero = jnp.all(jnp.abs(jnp.triu(x, 1)) <= MATRIX_TOL, axis=(-2, -1))
+    upper_zero = jnp.all(jnp.abs(jnp.triu(x, 1)) <= _tol(x), axis=(-2, -1))
     diag_pos = jnp.all(jnp.diagonal(x, axis1=-2, axis2=-1) > 0, axis=-1)
-    unit_rows = jnp.all(jnp.abs(jnp.sum(x * x, -1) - 1) <= MATRIX_TOL, axis=-1)
+    unit_rows = jnp.all(jnp.abs(jnp.sum(x * x, -1) - 1) <= _tol(x), axis=-1)
     return upper_zero & diag_pos & unit_rows
 
 
 def _check_cov_matrix(c, x):
     x = _float(x)
     scale = jnp.maximum(jnp.max(jnp.abs(x), axis=(-2, -1)), 1.0)
-    sym = jnp.all(jnp.abs(x - jnp.swapaxes(x, -1, -2)) <= MATRIX_TOL * scale[..., None, None], axis=(-2, -1))
+    sym = jnp.all(jnp.abs(x - jnp.swapaxes(x, -1, -2)) <= _tol(x) * scale[..., None, None], axis=(-2, -1))
     chol = jnp.linalg.cholesky(0.5 * (x + jnp.swapaxes(x, -1, -2)))
     pd = jnp.all(jnp.isfinite(chol), axis=(-2, -1))
     return sym & pd

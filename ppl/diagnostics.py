@@ -41,9 +41,13 @@ __all__ = [
     "mcse_quantile",
     "quantile_key",
     "summarize",
+    "EBFMI_MIN",
+    "ebfmi",
+    "treedepth_saturation",
 ]
 
 MIN_DRAWS = 4
+EBFMI_MIN = 0.3   # Betancourt (2016): below this the energy is explored poorly
 DEFAULT_PROBS = (0.05, 0.5, 0.95)
 _CONSTANT_TOL = np.finfo(float).resolution  # same tolerance as ArviZ
 
@@ -309,3 +313,36 @@ def summarize(x, probs=DEFAULT_PROBS) -> dict:
     out["ess_tail"] = ess_tail(a)
     out["r_hat"] = float(np.fmax(_rhat_basic(z), _rhat_basic(z_scale(fold(split)))))
     return out
+
+
+# --------------------------------------------------------------------------- sampler checks
+def ebfmi(energy) -> np.ndarray:
+    """Energy Bayesian fraction of missing information, one value per chain.
+
+    ``mean(diff(E)^2) / var(E)`` (sample variance, ddof=1) over each chain's Hamiltonian
+    energies ``energy__`` (Betancourt 2016; the same estimate as ``arviz.bfmi``). Values below
+    :data:`EBFMI_MIN` (0.3) mean the momentum resampling moves through the energy
+    distribution slowly: the sampler may not reach the tails (often a funnel or heavy
+    tails; reparameterise). ``nan`` for a chain with fewer than 2 draws, non-finite
+    energies or constant energy.
+    """
+    e = _as_2d(energy)
+    out = np.full(e.shape[0], math.nan)
+    if e.shape[1] < 2:
+        return out
+    with np.errstate(all="ignore"):
+        num = np.mean(np.square(np.diff(e, axis=1)), axis=1)
+        den = np.var(e, axis=1, ddof=1)
+        ok = np.all(np.isfinite(e), axis=1) & (den > 0)
+        out[ok] = num[ok] / den[ok]
+    return out
+
+
+def treedepth_saturation(treedepth, max_depth: int) -> np.ndarray:
+    """Fraction of each chain's draws whose NUTS tree reached ``max_depth`` (trajectory cut short)."""
+    t = np.asarray(treedepth)
+    if t.ndim == 1:
+        t = t[None, :]
+    if t.shape[1] == 0:
+        return np.zeros(t.shape[0])
+    return np.mean(t >= max_depth, axis=1)

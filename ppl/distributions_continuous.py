@@ -49,9 +49,18 @@ def std_uniform(key, shape, dtype=None):
     return jax.random.uniform(key, shape, dtype, minval=jnp.finfo(dtype).tiny, maxval=1.0)
 
 
+def log_gamma_draws(key, shape, conc):
+    """log of Gamma(conc, 1) draws. Drawn flat, so that every gamma-based sampler
+    (gamma, beta, dirichlet, t, lkj, ...) of the same size reuses one compiled kernel."""
+    shape = tuple(shape)
+    size = math.prod(shape)
+    flat = jnp.reshape(jnp.broadcast_to(conc, shape), (size,))
+    return jnp.reshape(jax.random.loggamma(key, flat, (size,)), shape)
+
+
 def std_gamma(key, shape, conc):
-    """Gamma(conc, 1) draws; every gamma-based sampler shares jax.random.loggamma's kernel."""
-    return jnp.exp(jax.random.loggamma(key, jnp.broadcast_to(conc, shape), shape))
+    """Gamma(conc, 1) draws."""
+    return jnp.exp(log_gamma_draws(key, shape, conc))
 
 
 def mask(ok, lp):
@@ -317,8 +326,7 @@ def beta_sample(key, batch_shape, a, b):
 def beta_draws(key, shape, a, b):
     """Beta(a, b) from two log-gamma draws (stable for small a, b)."""
     k1, k2 = jax.random.split(key)
-    la = jax.random.loggamma(k1, jnp.broadcast_to(a, shape), shape)
-    lb = jax.random.loggamma(k2, jnp.broadcast_to(b, shape), shape)
+    la, lb = log_gamma_draws(k1, shape, a), log_gamma_draws(k2, shape, b)
     return jnp.exp(la - jnp.logaddexp(la, lb))
 
 
@@ -348,6 +356,7 @@ def von_mises_lpdf(x, mu, kappa):
 @jax.jit
 def _von_mises_centered(key, kappa):
     """Best & Fisher (1979) rejection sampler, vectorised with a while_loop."""
+    kappa = jnp.maximum(kappa, 1e-30)  # kappa = 0 (uniform) stays finite
     r = 1.0 + jnp.sqrt(1.0 + 4.0 * kappa ** 2)
     rho = (r - jnp.sqrt(2.0 * r)) / (2.0 * kappa)
     s = jnp.where(kappa > 1e-4, (1.0 + rho ** 2) / (2.0 * rho), 1.0 / kappa)

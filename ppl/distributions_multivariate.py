@@ -10,7 +10,8 @@ from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import gammaln, xlogy
 
 from ppl import constraints as C
-from ppl.distributions_continuous import HALF_LOG_2PI, as_float, beta_draws, betaln, floats, mask
+from ppl.distributions_continuous import (HALF_LOG_2PI, as_float, beta_draws, betaln, floats,
+                                         log_gamma_draws, mask)
 from ppl.distributions_discrete import INT
 
 REAL_VECTOR = C.Constraint("real", event_dim=1)
@@ -35,7 +36,7 @@ def dirichlet_sample(key, batch_shape, alpha):
     alpha = as_float(alpha)
     shape = _vector_batch(batch_shape, alpha)
     full = shape + alpha.shape[-1:]
-    log_g = jax.random.loggamma(key, jnp.broadcast_to(alpha, full), full)
+    log_g = log_gamma_draws(key, full, alpha)
     return jnp.exp(log_g - jax.scipy.special.logsumexp(log_g, axis=-1, keepdims=True))
 
 

@@ -7,7 +7,7 @@ density and samplers. Errors are raised as ModelError at the sub-expression that
 from __future__ import annotations
 
 import operator
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -68,10 +68,16 @@ _PY_BINARY = {"+": operator.add, "-": operator.sub, "*": operator.mul}
 
 
 class Evaluator:
-    """Evaluates expressions; ``env`` maps names to values (arrays, Python ints)."""
+    """Evaluates expressions; ``env`` maps names to values (arrays, Python ints).
 
-    def __init__(self, env: dict):
+    ``functions`` holds the model's `fn` definitions (modules.UserFunction); ``probe`` maps
+    loop variables to a concrete value, used to find the fixed length of a slice whose bounds
+    move with the loop index (`y[t:t + K]`)."""
+
+    def __init__(self, env: dict, functions: Optional[dict] = None, probe: Optional[dict] = None):
         self.env = env
+        self.functions = functions or {}
+        self.probe = probe or {}
 
     def __call__(self, e) -> Any:
         method = getattr(self, "_" + type(e).__name__)
@@ -143,8 +149,12 @@ class Evaluator:
         for axis, idx in enumerate(e.indices):
             size = np.shape(base)[axis]
             if isinstance(idx, A.Slice):
-                lo = 0 if idx.lower is None else static_int(self(idx.lower), "a slice bound", idx.span)
-                hi = size if idx.upper is None else static_int(self(idx.upper), "a slice bound", idx.span)
+                lo_v = 0 if idx.lower is None else self(idx.lower)
+                hi_v = size if idx.upper is None else self(idx.upper)
+                if not (is_concrete(lo_v) and is_concrete(hi_v)):
+                    return self._moving_slice(e, base, axis, idx, lo_v, size)
+                lo = static_int(lo_v, "a slice bound", idx.span)
+                hi = static_int(hi_v, "a slice bound", idx.span)
                 if not (0 <= lo <= hi <= size):
                     raise ModelError(f"slice {lo}:{hi} is out of range for an axis of length {size}", idx.span)
                 key.append(slice(lo, hi))
@@ -167,9 +177,39 @@ class Evaluator:
                 key.append(v)
         return jnp.asarray(base)[tuple(key)]
 
+    def _moving_slice(self, e, base, axis, idx, lo, size):
+        """`x[t:t + K]` inside a loop: a slice of fixed length at a moving start."""
+        if len(e.indices) != axis + 1 or any(not isinstance(i, A.Slice) or i.lower or i.upper
+                                             for i in e.indices[:axis]):
+            raise ModelError("a slice that moves with a loop index must be the only (or last) index", idx.span)
+        if not self.probe or idx.lower is None or idx.upper is None:
+            raise ModelError("slice bounds must be known from the data, not from a parameter", idx.span)
+        fixed = Evaluator({**self.env, **self.probe}, self.functions)
+        length = static_int(fixed(idx.upper), "a slice bound", idx.span) - static_int(fixed(idx.lower),
+                                                                                      "a slice bound", idx.span)
+        if not 0 <= length <= size:
+            raise ModelError(f"a slice of length {length} does not fit an axis of length {size}", idx.span)
+        return jax.lax.dynamic_slice_in_dim(jnp.asarray(base), jnp.asarray(lo), length, axis)
+
     # ---- calls
+    def _call_user(self, e: A.Call, uf):
+        fn = uf.definition
+        if len(e.args) != len(fn.params):
+            raise ModelError(f"`{fn.name}` takes {len(fn.params)} argument{'s' if len(fn.params) != 1 else ''} "
+                             f"({', '.join(fn.params)}), got {len(e.args)}", e.span)
+        local = dict(zip(fn.params, (self(a) for a in e.args)))
+        inner = Evaluator(local, self.functions)
+        try:
+            for stmt in fn.body:
+                local[stmt.target.id] = inner(stmt.value)
+            return inner(fn.result)
+        except ModelError as err:
+            raise err.located(uf.file, uf.source) if err.file is None and uf.file else err
+
     def _Call(self, e: A.Call):
         name = e.func
+        if name in self.functions:
+            return self._call_user(e, self.functions[name])
         for suffix in _DENSITY_SUFFIXES:
             if name.endswith(suffix) and name[: -len(suffix)] in DISTRIBUTIONS:
                 return self._density_call(e, name[: -len(suffix)], suffix)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import ast as A
+from . import combinators
 from . import constraints as C
 from .binding import (KNOWN_ROLES, ROLE_DETERMINISTIC, ROLE_GENERATED, ROLE_LATENT, ROLE_OBSERVED,
                       STRUCTURED, Binding)
@@ -22,6 +23,7 @@ from .distributions import DISTRIBUTIONS
 from .errors import ModelError, did_you_mean
 from .evaluate import Evaluator, check_arity, static_int
 from .graph import FLAT, STOCHASTIC
+from .pieces import Pieces, loop_factor
 
 DENSITY, GENERATE, SIMULATE, SHAPES = "density", "generate", "simulate", "shapes"
 PRIOR, LIKELIHOOD, JACOBIAN = "prior", "likelihood", "jacobian"
@@ -50,6 +52,11 @@ class Lowered:
         self.shapes: dict = {}
         self.slots: list = []
         self._ushapes: dict = {}
+        # facts about piecewise nodes found by the shape pass (see ppl.pieces)
+        self.piece_index: dict = {}
+        self.extent: dict = {}
+        self.elem_shape: dict = {}
+        self.piece_constraint: dict = {}
         self._infer_shapes()
         offset = 0
         for name in binding.nodes_with(ROLE_LATENT):
@@ -100,12 +107,15 @@ class Lowered:
         b = self.binding
         concrete = {k: v for k, v in b.arrays.items()}
 
-        def probe():
-            w = _Walk(self, concrete, SHAPES, key=jax.random.PRNGKey(0)).run()
+        def probe(key):
+            # Values computed from the data alone stay concrete (so indices and loop ranges can
+            # be checked); anything touching a parameter (drawn from the traced key) is abstract.
+            with jax.ensure_compile_time_eval():
+                w = _Walk(self, concrete, SHAPES, key=key).run()
             return {n: w.env[n] for n in w.env if n in self.graph.nodes}
 
         try:
-            out = jax.eval_shape(probe)
+            out = jax.eval_shape(probe, jax.random.PRNGKey(0))
         except ModelError as err:
             raise err.located(self.graph.file, self.graph.source) from None
         self.shapes = {n: tuple(v.shape) for n, v in out.items()}
@@ -120,7 +130,8 @@ class _Walk:
         self.lw, self.b, self.g = lw, lw.binding, lw.graph
         self.mode, self.u, self.key = mode, u, key
         self.env = {**self.b.static, **arrays}
-        self.ev = Evaluator(self.env)
+        self.ev = Evaluator(self.env, self.g.functions)
+        self.pieces = Pieces(self)
         self.terms = {}
         self.fixed = fixed or {}
         self.u_from_fixed = jnp.zeros(lw.dim) if fixed is not None else None
@@ -128,8 +139,21 @@ class _Walk:
 
     def run(self) -> "_Walk":
         try:
+            done = set()
             for i, name in enumerate(self.g.order):
+                if name in done:
+                    continue
+                node = self.g.nodes[name]
+                if node.pieces:
+                    unit = self.g.units.get(name, (name,))
+                    self.pieces.visit_unit(unit)
+                    done.update(unit)
+                    continue
                 self._visit(i, name)
+            if self.mode == SHAPES:
+                for name in self.b.nodes_with(ROLE_LATENT):
+                    if self.g.nodes[name].pieces:
+                        self.pieces.record_latent(self.g.nodes[name])
             if self.mode == DENSITY:
                 for j, f in enumerate(self.g.factors):
                     self._factor(j, f)
@@ -213,9 +237,7 @@ class _Walk:
         if t is not None and (t.lower is not None or t.upper is not None) and not dist.discrete and not event:
             return self._draw_truncated(node, dist, args, batch, key)
         try:
-            if dist.name == "lkj_corr_cholesky":
-                return dist.sample(key, batch, *args, event_shape=event)
-            return dist.sample(key, batch, *args)
+            return dist.sample(key, batch, *args, event_shape=event)
         except (TypeError, ValueError) as err:
             raise ModelError(f"cannot draw `{node.name}` from `{dist.name}` with argument shapes "
                              f"{[np.shape(a) for a in args]}: {err}", node.dist.span) from None
@@ -235,33 +257,30 @@ class _Walk:
 
     # ---------------------------------------------------------------- factors
     def _factor(self, j, f):
-        if f.kind == "target":
-            self.terms[(LIKELIHOOD, f"target += (line {f.span.line})")] = jnp.sum(self.ev(f.value))
-            return
-        dist, args = self._call_dist(f.dist)
-        self.terms[(LIKELIHOOD, f"observation (line {f.span.line})")] = jnp.sum(dist.logpdf(self.ev(f.value), *args))
+        def term(ev):
+            if f.kind == "target":
+                return jnp.sum(ev(f.value))
+            dist, args = combinators.resolve(f.dist, ev)
+            value = ev(f.value)
+            if self.mode == SHAPES:
+                self._check_observed_shape(None, dist, args, value, f.span)
+            return jnp.sum(dist.logpdf(value, *args))
+
+        label = f"target += (line {f.span.line})" if f.kind == "target" else f"observation (line {f.span.line})"
+        if self.mode == SHAPES and f.loops:
+            self.pieces.check_indices([f.value, f.dist], f.loops, f.span)
+        total = loop_factor(self, f, term) if f.loops else term(self.ev)
+        self.terms[(LIKELIHOOD, label)] = total
 
     def _factor_shapes(self, f):
-        value = self.ev(f.value)
-        if f.kind == "target":
-            return
-        dist, args = self._call_dist(f.dist)
-        self._check_observed_shape(None, dist, args, value, f.span)
+        self._factor(0, f)
 
     # ---------------------------------------------------------------- helpers
     def _dist(self, node):
         return self._call_dist(node.dist)
 
     def _call_dist(self, call: A.Call):
-        dist = DISTRIBUTIONS.get(call.func)
-        if dist is None:
-            from .functions import FUNCTIONS
-            hint = did_you_mean(call.func, DISTRIBUTIONS)
-            if hint is None and call.func in FUNCTIONS:
-                hint = f"`{call.func}` is a function, not a distribution"
-            raise ModelError(f"unknown distribution `{call.func}`", call.span, hint=hint)
-        check_arity(dist, call.args, call.span)
-        return dist, [self.ev(a) for a in call.args]
+        return combinators.resolve(call, self.ev)
 
     def _declared_shape(self, node) -> tuple:
         t = node.type
@@ -276,7 +295,8 @@ class _Walk:
             out.append(static_int(self.ev(e), "a size", getattr(e, "span", node.span)))
         return tuple(out)
 
-    def _value_shape(self, node, dist, args):
+    def batch_event(self, dist, args, span):
+        """Batch shape (broadcast of the arguments) and event shape of one draw."""
         shapes = [tuple(np.shape(a)) for a in args]
         try:
             batches = [s[: len(s) - d] if d else s for s, d in zip(shapes, dist.param_event_dims)]
@@ -284,7 +304,11 @@ class _Walk:
             event = dist.event_shape(*shapes)
         except ValueError:
             raise ModelError(f"the arguments of `{dist.name}` have shapes that do not broadcast: "
-                             + ", ".join(map(str, shapes)), node.dist.span) from None
+                             + ", ".join(map(str, shapes)), span) from None
+        return batch, (tuple(event) if event is not None else None)
+
+    def _value_shape(self, node, dist, args):
+        batch, event = self.batch_event(dist, args, node.dist.span)
         if node.type is not None:
             declared = self._declared_shape(node)
             if event is None:

@@ -15,7 +15,9 @@ from .config import enable_compile_cache
 from .errors import ModelError
 from .graph import Graph, build_graph
 from .lower import Lowered
+from .modules import collect_functions
 from .parser import parse
+from .arviz_export import data_groups
 from .results import Posterior
 
 
@@ -63,10 +65,16 @@ class Model:
 
     # ------------------------------------------------------------------ inference
     def sample(self, data: Optional[dict] = None, *, chains: int = 4, warmup: int = 1000, draws: int = 1000,
-               seed: int = 0, target_accept: float = 0.8, max_depth: int = 10, chunk_size: Optional[int] = None,
-               progress: Optional[Callable] = None, strict: bool = False) -> Posterior:
-        """NUTS with Stan-style window adaptation; returns a Posterior."""
-        from .inference.nuts import NUTSConfig, sample_nuts
+               seed: int = 0, target_accept: Optional[float] = None, max_depth: int = 10,
+               chunk_size: Optional[int] = None, progress: Optional[Callable] = None, strict: bool = False,
+               algorithm: str = "nuts", dense_mass: bool = False, path_length: Optional[float] = None,
+               num_steps: Optional[int] = None) -> Posterior:
+        """MCMC with Stan-style window adaptation; returns a Posterior.
+
+        ``algorithm``: "nuts" (default), "hmc" (static path length: ``path_length``, or a fixed
+        ``num_steps``) or "mh" (random-walk Metropolis). ``target_accept`` defaults to 0.8
+        (0.234 for "mh"); ``dense_mass`` adapts a dense mass matrix (proposal covariance for mh)."""
+        from .inference.samplers import run_mcmc
         _check_counts(chains=chains, draws=draws, warmup=warmup)
         enable_compile_cache()
         lw = self.bind(data, strict=strict)
@@ -80,17 +88,21 @@ class Model:
             return self._ancestral(lw, arrays, key, chains, draws, kind="posterior")
         t0 = time.perf_counter()
         init, init_compile = self._initial_points(lw, arrays, jax.random.fold_in(key, 1), chains)
-        config = NUTSConfig(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
-                            max_depth=max_depth, chunk_size=chunk_size or _chunk_size(warmup + draws))
-        res = sample_nuts(lw.log_density, arrays, init, jax.random.fold_in(key, 2), config, callback=progress)
+        res = run_mcmc(algorithm, lw.log_density, arrays, init, jax.random.fold_in(key, 2), chains=chains,
+                       warmup=warmup, draws=draws, chunk_size=chunk_size or _chunk_size(warmup + draws),
+                       target_accept=target_accept, max_depth=max_depth, dense_mass=dense_mass,
+                       path_length=path_length, num_steps=num_steps, callback=progress)
         t1 = time.perf_counter()
         out, gen_compile, gen_s = self._outputs(lw, arrays, res.positions, jax.random.fold_in(key, 3))
         timings = {"compile_s": res.compile_s + init_compile + gen_compile, "warmup_s": res.warmup_s,
                    "sampling_s": res.sampling_s + gen_s, "total_s": time.perf_counter() - t0}
-        meta = {"algorithm": "nuts", "seed": seed, "dims": self._dims(lw),
+        meta = {"algorithm": algorithm, "dense_mass": bool(dense_mass), "seed": seed, "dims": self._dims(lw),
                 "step_size": res.step_size.tolist(), "warmup_divergences": res.warmup_divergences,
-                "roles": dict(b.roles)}
-        return Posterior(out, res.stats, kind="posterior", completed=res.completed, timings=timings, meta=meta)
+                "roles": dict(b.roles), "max_depth": max_depth, "target_accept": target_accept}
+        observed, constant, data_dims = data_groups(b)
+        meta["dims"] = {**data_dims, **meta["dims"]}
+        return Posterior(out, res.stats, kind="posterior", completed=res.completed, timings=timings, meta=meta,
+                         observed=observed, constant_data=constant)
 
     def prior(self, data: Optional[dict] = None, *, draws: int = 1000, seed: int = 0) -> Posterior:
         """Ancestral simulation of every node the data does not fix (a result with one chain)."""
@@ -98,6 +110,39 @@ class Model:
         enable_compile_cache()
         lw = self.bind(data)
         return self._ancestral(lw, lw.arrays(), jax.random.PRNGKey(seed), 1, draws, kind="prior")
+
+    def vi(self, data: Optional[dict] = None, *, family: str = "meanfield", draws: int = 1000, seed: int = 0,
+           strict: bool = False, **options) -> Posterior:
+        """Variational inference: ADVI ("meanfield" | "fullrank") or "pathfinder"; returns draws from the
+        approximation (kind "vi", one chain). ``options``: fields of ``ppl.inference.vi.VIConfig``
+        (learning_rate, grad_draws, elbo_draws, eval_elbo, tol_rel_obj, max_iter)."""
+        from .inference.vi import VIConfig, vi_posterior
+        _check_counts(draws=draws)
+        config = VIConfig(family=family, **options)
+        enable_compile_cache()
+        lw = self._bind_for_fit(data, strict, "variational inference")
+        return vi_posterior(self, lw, lw.arrays(), jax.random.PRNGKey(seed), config, draws, seed)
+
+    def optimize(self, data: Optional[dict] = None, *, method: str = "lbfgs", mle: bool = False, seed: int = 0,
+                 restarts: int = 1, laplace_draws: int = 1000, strict: bool = False, **options):
+        """MAP (prior + likelihood, no Jacobian) or, with ``mle``, maximum likelihood, by "lbfgs" or "adam";
+        returns an ``OptimizeResult`` (MAP: with Laplace sds). ``options``: fields of
+        ``ppl.inference.optimize.OptimizeConfig`` (max_iter, tol_grad, learning_rate, ...)."""
+        from .inference.optimize import OptimizeConfig, optimize_model
+        config = OptimizeConfig(method=method, **options)
+        enable_compile_cache()
+        lw = self._bind_for_fit(data, strict, "optimisation")
+        return optimize_model(self, lw, lw.arrays(), jax.random.PRNGKey(seed), config, mle=mle,
+                              restarts=restarts, laplace_draws=laplace_draws, seed=seed)
+
+    def _bind_for_fit(self, data, strict, what):
+        lw = self.bind(data, strict=strict)
+        if not lw.binding.nodes_with(B.ROLE_OBSERVED) and not self.graph.factors:
+            warnings.warn(f"nothing in the model is observed, so this {what} is of the prior "
+                          "(a data name that does not match a node is reported above)", ModelWarning, stacklevel=3)
+        if lw.dim == 0:
+            raise ValueError(f"nothing to fit: the model has no latent node that the data inform ({what} needs one)")
+        return lw
 
     # ------------------------------------------------------------------ pieces
     def _compiled_fn(self, lw, name, build):
@@ -155,11 +200,14 @@ class Model:
         detail = ""
         if node is not None and names[0] in values:
             detail = f" (at {names[0]} = {np.round(np.asarray(values[names[0]]), 4).tolist()})"
+        hint = ("check the data lie in the support of each distribution, and that "
+                "parameters used as scales are declared positive")
+        t = node.type if node is not None else None
+        if t is not None and t.lower is not None and t.upper is not None:
+            hint = f"check that the lower bound of `{node.name}` is below its upper bound"
         return ModelError(f"could not find a starting point with a finite log density after 100 tries: "
                           f"the density of {shown} is not finite{detail}",
-                          node.span if node is not None else None,
-                          hint="check the data lie in the support of each distribution, and that "
-                               "parameters used as scales are declared positive",
+                          node.span if node is not None else None, hint=hint,
                           file=self.graph.file, source=self.graph.source)
 
     def _outputs(self, lw, arrays, positions, key):
@@ -202,7 +250,8 @@ def _check_counts(**counts):
 def compile(source: str, *, file: Optional[str] = None) -> Model:  # noqa: A001 - the API's name
     """Parse and check GM source text; raises ModelError on bad input."""
     program = parse(source, file=file)
-    return Model(check_graph(build_graph(program)))
+    functions = collect_functions(program, parse)
+    return Model(check_graph(build_graph(program, functions)))
 
 
 def load(path: str) -> Model:

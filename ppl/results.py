@@ -1,49 +1,33 @@
-"""The result every inference backend returns: :class:`Posterior`, its :class:`Summary`
-table, and CSV / JSON file I/O (:meth:`Posterior.save`, :func:`load`).
+"""The result every inference backend returns: :class:`Posterior` and its :class:`Summary`
+table with plain-language warnings. Files: :meth:`Posterior.save` / :func:`load` read and
+write CSV, JSON (``ppl.results_io``) and NetCDF (``.nc``, ``ppl.arviz_export``, needs ArviZ);
+:meth:`Posterior.to_arviz` gives an ``arviz.InferenceData``.
 
 Column names are 0-based and row-major: ``theta[0]``, ``Sigma[1,2]``; scalars keep
-their bare name. Sampler statistics end in ``__`` (Stan's convention), which is how a
-CSV file tells them apart from model variables when it is read back.
-
-CSV layout::
-
-    # ppl kind=posterior completed=true chains=4 draws=1000
-    # ppl-json {"names": [...], "timings": {...}, "meta": {...}, "empty": {...}}
-    chain,draw,lp__,accept_stat__,...,mu,theta[0],theta[1],"Sigma[0,0]",...
-    0,0,-7.25,0.93,...
-
-Floats are written with ``repr`` (shortest exact round-trip), integer arrays (and the
-integer sampler statistics) as integers. Every write is atomic: the file is written
-to a temporary file in the same folder and then ``os.replace``-d over the target.
+their bare name. Sampler statistics end in ``__`` (Stan's names).
 """
 from __future__ import annotations
 
-import contextlib
-import csv
 import difflib
-import io
 import json
 import math
-import os
-import re
-import uuid
+import os  # noqa: F401 - tests patch results.os.replace
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import diagnostics
-from .diagnostics import DEFAULT_PROBS, quantile_key
+from .diagnostics import DEFAULT_PROBS, EBFMI_MIN, quantile_key
+from .results_io import (INT_STATS, STAT_NAMES, atomic_write as _atomic_write, column_names,
+                         columns as _columns, csv_lines as _csv_lines, format_of as _format_of,
+                         json_default as _json_default, json_doc as _json_doc, parse_column,
+                         read_csv as _read_csv, read_json as _read_json)
 
-__all__ = ["STAT_NAMES", "INT_STATS", "RHAT_MAX", "ESS_MIN", "Posterior", "Summary", "load",
-           "column_names", "parse_column"]
+__all__ = ["STAT_NAMES", "INT_STATS", "RHAT_MAX", "ESS_MIN", "EBFMI_MIN", "Posterior", "Summary",
+           "load", "column_names", "parse_column"]
 
-STAT_NAMES = ("lp__", "accept_stat__", "stepsize__", "treedepth__",
-              "n_leapfrog__", "divergent__", "energy__")
-INT_STATS = ("treedepth__", "n_leapfrog__", "divergent__")
 RHAT_MAX = 1.01   # Vehtari et al. (2021)
 ESS_MIN = 400     # total bulk / tail ESS below which estimates are unreliable
-_FORMATS = (".csv", ".json")
-_COLUMN_RE = re.compile(r"^(?P<base>.+?)\[(?P<idx>\d+(?:,\d+)*)\]$")
 
 
 class _NameKeyError(KeyError):
@@ -63,41 +47,6 @@ def _missing(name, available, what: str = "variable") -> _NameKeyError:
     return _NameKeyError(msg)
 
 
-# --------------------------------------------------------------------------- columns
-def column_names(name: str, shape: tuple) -> list[str]:
-    """Flat column names of one variable: 'mu'; 'theta[0]'...; 'Sigma[0,0]', 'Sigma[0,1]'..."""
-    if tuple(shape) == ():
-        return [name]
-    return [f"{name}[{','.join(map(str, idx))}]" for idx in np.ndindex(*shape)]
-
-
-def parse_column(col: str) -> tuple[str, tuple[int, ...]]:
-    """Inverse of :func:`column_names`: 'Sigma[1,2]' -> ('Sigma', (1, 2)); 'mu' -> ('mu', ())."""
-    m = _COLUMN_RE.match(col)
-    if m is None:
-        return col, ()
-    return m.group("base"), tuple(int(i) for i in m.group("idx").split(","))
-
-
-def _columns(arrays: dict) -> list[tuple[str, np.ndarray]]:
-    """(column name, (chains, draws) array) for every scalar of every array."""
-    out = []
-    for name, arr in arrays.items():
-        shape = arr.shape[2:]
-        flat = arr.reshape(arr.shape[:2] + (math.prod(shape),))
-        for j, col in enumerate(column_names(name, shape)):
-            out.append((col, flat[:, :, j]))
-    return out
-
-
-def _is_int_column(name: str, values: np.ndarray) -> bool:
-    if values.dtype.kind in "iub":
-        return True
-    if parse_column(name)[0] in INT_STATS and values.dtype.kind == "f":
-        return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
-    return False
-
-
 # --------------------------------------------------------------------------- Posterior
 @dataclass(eq=False, repr=False)
 class Posterior:
@@ -109,9 +58,13 @@ class Posterior:
     completed: bool = True           # False when interrupted: holds the draws so far
     timings: dict[str, float] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    observed: dict[str, np.ndarray] = field(default_factory=dict)       # observed values
+    constant_data: dict[str, np.ndarray] = field(default_factory=dict)  # the other data
 
     def __post_init__(self):
         self.draws = {str(k): np.asarray(v) for k, v in self.draws.items()}
+        self.observed = {str(k): np.asarray(v) for k, v in (self.observed or {}).items()}
+        self.constant_data = {str(k): np.asarray(v) for k, v in (self.constant_data or {}).items()}
         self.stats = {str(k): np.asarray(v) for k, v in self.stats.items()}
         if not isinstance(self.kind, str) or not self.kind.isidentifier():
             raise ValueError(f"kind must be a word such as 'posterior', got {self.kind!r}")
@@ -207,7 +160,26 @@ class Posterior:
                        num_chains=self.num_chains, num_draws=self.num_draws,
                        completed=self.completed,
                        tracks_divergences="divergent__" in self.stats,
-                       kind=self.kind, probs=tuple(probs))
+                       kind=self.kind, probs=tuple(probs), **self._sampler_checks())
+
+    def _sampler_checks(self) -> dict:
+        """Per-chain divergences, E-BFMI and tree-depth saturation (when recorded)."""
+        out = {"divergences_per_chain": tuple(int(n) for n in self.divergences_per_chain)}
+        if "energy__" in self.stats and self.num_draws >= 2:
+            out["ebfmi"] = tuple(float(v) for v in diagnostics.ebfmi(self.stats["energy__"]))
+        depth = self.meta.get("max_depth")
+        if "treedepth__" in self.stats and depth is not None and self.num_draws > 0:
+            out["max_depth"] = int(depth)
+            out["max_depth_hits"] = int(np.count_nonzero(self.stats["treedepth__"] >= int(depth)))
+        return out
+
+    # -- ArviZ
+    def to_arviz(self, prior: "Posterior | None" = None):
+        """An ``arviz.InferenceData``: posterior, posterior_predictive (generated nodes),
+        sample_stats (ArviZ names), observed_data, constant_data and, given ``prior`` (a
+        result of ``model.prior``), the prior and prior_predictive groups. Needs ArviZ."""
+        from .arviz_export import to_inference_data
+        return to_inference_data(self, prior=prior)
 
     # -- files
     def to_csv(self, path) -> None:
@@ -216,225 +188,25 @@ class Posterior:
     def to_json(self, path) -> None:
         _atomic_write(path, [json.dumps(_json_doc(self), default=_json_default), "\n"])
 
+    def to_netcdf(self, path, prior: "Posterior | None" = None) -> None:
+        """Write the ArviZ InferenceData as NetCDF (needs ArviZ); :func:`load` reads it back."""
+        from .arviz_export import write_netcdf
+        write_netcdf(self, path, prior=prior)
+
     def save(self, path) -> None:
-        """Write ``path`` as CSV or JSON, chosen by its extension."""
-        {".csv": self.to_csv, ".json": self.to_json}[_format_of(path)](path)
+        """Write ``path`` as CSV, JSON or NetCDF (``.nc``), chosen by its extension."""
+        {".csv": self.to_csv, ".json": self.to_json, ".nc": self.to_netcdf}[_format_of(path)](path)
 
 
 def load(path) -> Posterior:
-    """Read a file written by :meth:`Posterior.to_csv` / :meth:`Posterior.to_json`."""
+    """Read a file written by :meth:`Posterior.save` (CSV, JSON, or NetCDF via ArviZ)."""
     fmt = _format_of(path)
+    if fmt == ".nc":
+        from .arviz_export import read_netcdf
+        return Posterior(**read_netcdf(path))
     with open(path, encoding="utf-8", newline="") as f:
-        return _read_csv(f, str(path)) if fmt == ".csv" else _read_json(f, str(path))
-
-
-def _format_of(path) -> str:
-    ext = os.path.splitext(os.fspath(path))[1].lower()
-    if ext not in _FORMATS:
-        raise ValueError(f"cannot tell the file format of {os.fspath(path)!r}: "
-                         f"use a name ending in .csv or .json")
-    return ext
-
-
-# --------------------------------------------------------------------------- atomic write
-def _atomic_write(path, chunks) -> None:
-    """Write the text ``chunks`` to ``path`` via a temp file + os.replace."""
-    path = os.fspath(path)
-    folder, base = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{base}.{uuid.uuid4().hex[:12]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-# --------------------------------------------------------------------------- JSON helpers
-def _json_default(obj):
-    """numpy values as their Python equivalents; anything else unknown as its str()."""
-    return obj.tolist() if isinstance(obj, (np.ndarray, np.generic)) else str(obj)
-
-
-def _restore_meta(meta: dict) -> dict:
-    meta = dict(meta)
-    dims = meta.get("dims")
-    if isinstance(dims, dict):
-        meta["dims"] = {k: tuple(v) if isinstance(v, list) else v for k, v in dims.items()}
-    return meta
-
-
-def _json_doc(post: Posterior) -> dict:
-    def _schema(arrays: dict) -> dict:
-        return {k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()}
-
-    return {
-        "format": "ppl-posterior", "version": 1,
-        "kind": post.kind, "completed": post.completed,
-        "num_chains": post.num_chains, "num_draws": post.num_draws,
-        "draws": {k: v.tolist() for k, v in post.draws.items()},
-        "stats": {k: v.tolist() for k, v in post.stats.items()},
-        "schema": {"draws": _schema(post.draws), "stats": _schema(post.stats)},
-        "timings": post.timings, "meta": post.meta,
-    }
-
-
-def _read_json(f, where: str) -> Posterior:
-    try:
-        doc = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: not a valid ppl JSON file ({e})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("draws"), dict):
-        raise ValueError(f"{where}: not a ppl JSON file (no 'draws' object)")
-    schema = doc.get("schema", {})
-
-    def arrays(group: str) -> dict:
-        out = {}
-        for name, value in doc.get(group, {}).items():
-            dtype, shape = schema.get(group, {}).get(name, (None, None))
-            arr = np.asarray(value, dtype=dtype)
-            out[name] = arr.reshape(shape) if shape is not None else arr
-        return out
-
-    return Posterior(draws=arrays("draws"), stats=arrays("stats"),
-                     kind=doc.get("kind", "posterior"),
-                     completed=bool(doc.get("completed", True)),
-                     timings=dict(doc.get("timings", {})),
-                     meta=_restore_meta(doc.get("meta", {})))
-
-
-# --------------------------------------------------------------------------- CSV helpers
-def _ordered_stats(stats: dict) -> dict:
-    order = [k for k in STAT_NAMES if k in stats] + [k for k in stats if k not in STAT_NAMES]
-    return {k: stats[k] for k in order}
-
-
-def _csv_lines(post: Posterior):
-    """Yield the CSV text in chunks."""
-    c, d = post.num_chains, post.num_draws
-    done = "true" if post.completed else "false"
-    yield f"# ppl kind={post.kind} completed={done} chains={c} draws={d}\n"
-    empty = {k: [str(v.dtype), list(v.shape[2:])]
-             for k, v in {**post.stats, **post.draws}.items() if v.size == 0}
-    extra = {"names": list(post.draws), "timings": post.timings, "meta": post.meta,
-             "empty": empty}
-    yield "# ppl-json " + json.dumps(extra, default=_json_default) + "\n"
-    cols = _columns(_ordered_stats(post.stats)) + _columns(post.draws)
-    header = io.StringIO()
-    csv.writer(header, lineterminator="\n").writerow(["chain", "draw"] + [n for n, _ in cols])
-    yield header.getvalue()
-    values = [np.repeat(np.arange(c), d).tolist(), np.tile(np.arange(d), c).tolist()]
-    for name, arr in cols:
-        flat = arr.reshape(-1)
-        values.append(flat.astype(np.int64).tolist() if _is_int_column(name, flat)
-                      else flat.astype(float).tolist())
-    batch = []
-    for row in zip(*values):
-        batch.append(",".join(map(repr, row)))
-        if len(batch) >= 1000:
-            yield "\n".join(batch) + "\n"
-            batch = []
-    if batch:
-        yield "\n".join(batch) + "\n"
-
-
-def _parse_header_comment(line: str) -> dict:
-    info = {}
-    for token in line[len("# ppl "):].split():
-        key, _, value = token.partition("=")
-        info[key] = value
-    return info
-
-
-def _parse_values(tokens) -> np.ndarray:
-    try:
-        return np.fromiter(map(int, tokens), dtype=np.int64, count=len(tokens))
-    except ValueError:
-        return np.fromiter(map(float, tokens), dtype=float, count=len(tokens))
-
-
-def _read_csv(f, where: str) -> Posterior:
-    info, extra, header, rows = {}, {}, None, []
-    for lineno, line in enumerate(f, start=1):
-        line = line.rstrip("\r\n")
-        if header is None:
-            if line.startswith("# ppl-json "):
-                extra = json.loads(line[len("# ppl-json "):])
-            elif line.startswith("# ppl "):
-                info = _parse_header_comment(line)
-            elif line and not line.startswith("#"):
-                header = next(csv.reader([line]))
-            continue
-        if not line:
-            continue
-        fields = line.split(",")
-        if len(fields) != len(header):
-            raise ValueError(f"{where}, line {lineno}: expected {len(header)} fields, "
-                             f"found {len(fields)} (truncated or corrupt file?)")
-        rows.append(fields)
-    if header is None or header[:2] != ["chain", "draw"]:
-        raise ValueError(f"{where}: not a ppl CSV file (the header must start with chain,draw)")
-    columns = list(zip(*rows)) if rows else [()] * len(header)
-    try:
-        parsed = [_parse_values(col) for col in columns]
-    except ValueError as e:
-        raise ValueError(f"{where}: unreadable value ({e})") from None
-    chain, draw = parsed[0], parsed[1]
-    nc = int(info["chains"]) if "chains" in info else (int(chain.max()) + 1 if rows else 0)
-    nd = int(info["draws"]) if "draws" in info else (int(draw.max()) + 1 if rows else 0)
-    _check_rows(chain, draw, nc, nd, where)
-    arrays = _rebuild(header[2:], parsed[2:], chain, draw, (nc, nd), where)
-    for name, (dtype, shape) in extra.get("empty", {}).items():
-        arrays[name] = np.empty((nc, nd, *shape), dtype=dtype)
-    draws = {k: v for k, v in arrays.items() if not k.endswith("__")}
-    order = [k for k in extra.get("names", []) if k in draws]
-    draws = {k: draws[k] for k in order + [k for k in draws if k not in order]}
-    return Posterior(draws=draws, stats={k: v for k, v in arrays.items() if k.endswith("__")},
-                     kind=info.get("kind", "posterior"),
-                     completed=info.get("completed", "true").lower() == "true",
-                     timings=dict(extra.get("timings", {})),
-                     meta=_restore_meta(extra.get("meta", {})))
-
-
-def _check_rows(chain, draw, nc: int, nd: int, where: str) -> None:
-    if chain.size != nc * nd:
-        raise ValueError(f"{where}: expected {nc} chains x {nd} draws = {nc * nd} rows, "
-                         f"found {chain.size} (truncated or corrupt file?)")
-    if chain.size == 0:
-        return
-    if chain.min() < 0 or draw.min() < 0 or chain.max() >= nc or draw.max() >= nd:
-        raise ValueError(f"{where}: chain/draw index out of range")
-    if np.unique(chain * nd + draw).size != chain.size:
-        raise ValueError(f"{where}: repeated (chain, draw) rows")
-
-
-def _rebuild(names, values, chain, draw, lead, where: str) -> dict:
-    """Group flat columns by variable and put them back into (chains, draws, *shape)."""
-    groups: dict[str, list] = {}
-    for name, vals in zip(names, values):
-        base, idx = parse_column(name)
-        groups.setdefault(base, []).append((idx, vals))
-    out = {}
-    for base, items in groups.items():
-        ndims = {len(idx) for idx, _ in items}
-        if len(ndims) != 1:
-            raise ValueError(f"{where}: columns of {base!r} mix different numbers of indices")
-        shape = tuple(max(idx[k] for idx, _ in items) + 1 for k in range(ndims.pop()))
-        if len({idx for idx, _ in items}) != len(items) or len(items) != math.prod(shape):
-            raise ValueError(f"{where}: columns of {base!r} do not form a full array "
-                             f"of shape {shape}")
-        dtype = np.int64 if all(v.dtype.kind == "i" for _, v in items) else float
-        arr = np.empty(lead + shape, dtype=dtype)
-        for idx, vals in items:
-            arr[(chain, draw) + idx] = vals
-        out[base] = arr
-    return out
+        reader = _read_csv if fmt == ".csv" else _read_json
+        return Posterior(**reader(f, str(path)))
 
 
 # --------------------------------------------------------------------------- Summary
@@ -463,6 +235,10 @@ class Summary:
     tracks_divergences: bool = False   # sampler recorded divergent__ (print the count)
     kind: str = "posterior"
     probs: tuple = DEFAULT_PROBS
+    divergences_per_chain: tuple = ()  # post-warm-up divergences of each chain
+    ebfmi: tuple = ()                  # E-BFMI of each chain (from energy__)
+    max_depth: int | None = None       # NUTS tree-depth limit of the run, when known
+    max_depth_hits: int = 0            # draws whose tree reached max_depth
 
     def __getitem__(self, name: str) -> dict:
         for row in self.rows:
@@ -538,11 +314,32 @@ class Summary:
             if names:
                 out.append(f"{key} < {ESS_MIN} for {_names_list(names)} (lowest {min(vals):.0f}): "
                            f"estimates of {what} are unreliable; run more draws or reparameterise")
-        if self.divergences > 0:
-            s = "" if self.divergences == 1 else "s"
-            out.append(f"{self.divergences} divergence{s}: reparameterise (non-centred) "
-                       "or raise target_accept")
+        out.extend(self._sampler_warnings())
         if not self.completed:
             out.append(f"sampling was interrupted after {self.num_draws} draws per chain; "
                        "these results use only the draws made so far")
+        return out
+
+    def _sampler_warnings(self) -> list[str]:
+        out = []
+        if self.divergences > 0:
+            s = "" if self.divergences == 1 else "s"
+            per = ", ".join(f"chain {c}: {n}" for c, n in enumerate(self.divergences_per_chain) if n)
+            out.append(f"{self.divergences} divergent transition{s} after warm-up"
+                       + (f" ({per})" if per else "")
+                       + ": the sampler could not follow the posterior's curvature there, so the "
+                       "estimates may be biased; reparameterise (non-centred) or raise target_accept "
+                       "(--target-accept 0.95)")
+        if self.max_depth is not None and self.max_depth_hits > 0:
+            total = self.num_chains * self.num_draws
+            out.append(f"{self.max_depth_hits} of {total} draws ({self.max_depth_hits / total:.1%}) "
+                       f"hit the maximum tree depth {self.max_depth}: NUTS cut those trajectories "
+                       "short, which slows mixing; raise --max-depth, or reparameterise (strongly "
+                       "correlated or badly scaled parameters)")
+        low = [(c, v) for c, v in enumerate(self.ebfmi) if not math.isnan(v) and v < EBFMI_MIN]
+        if low:
+            which = ", ".join(f"chain {c}: {v:.2f}" for c, v in low)
+            out.append(f"E-BFMI < {EBFMI_MIN} ({which}): the sampler explores the energy "
+                       "distribution poorly and may miss the tails (typical of funnels and heavy "
+                       "tails); reparameterise (e.g. non-centred), or use lighter-tailed priors")
         return out

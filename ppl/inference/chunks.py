@@ -1,0 +1,133 @@
+"""Generic driver for chunked MCMC kernels other than NUTS (HMC, random-walk MH).
+
+A kernel module supplies ``build() -> (step, prepare, empty_out)`` for
+:func:`ppl.inference.nuts.make_chunk_fn` and an initial carry; this module compiles
+the chunk once per (kernel, log density, data signature, carry signature, chunk
+length, static options), runs it chunk after chunk with :func:`run_chunked` (so
+Ctrl-C keeps the draws made so far), keeps the post-warm-up draws and counts
+divergences and time per phase.  The same schedule (Stan's windows,
+:func:`ppl.inference.adaptation.build_schedule`) drives every kernel's warm-up.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppl.inference.adaptation import build_schedule, pad_schedule
+from ppl.inference.nuts import Progress, make_chunk_fn, run_chunked
+
+__all__ = ["ChunkedRun", "compiled_chunk", "drive", "as_data", "chain_keys", "all_finite",
+           "compile_count", "clear_cache"]
+
+_CACHE: dict = {}
+_COMPILES = [0]
+
+
+class ChunkedRun(NamedTuple):
+    draws: object            # per-iteration output pytree, numpy, (chains, kept, ...)
+    carry: object            # final chain states (numpy)
+    completed: bool
+    warmup_divergences: int
+    compile_s: float
+    warmup_s: float
+    sampling_s: float
+
+
+def compile_count() -> int:
+    """Number of chunk programs compiled here (HMC, MH) in this process."""
+    return _COMPILES[0]
+
+
+def clear_cache() -> None:
+    _CACHE.clear()
+
+
+def signature(tree):
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves)
+
+
+def as_data(data):
+    return jax.tree.map(lambda x: x if isinstance(x, (jax.Array, np.ndarray)) else np.asarray(x), data)
+
+
+def chain_keys(key, chains: int) -> np.ndarray:
+    """``chains`` raw uint32 keys split from ``key`` (typed or raw)."""
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return np.asarray(jax.random.split(key, chains))
+
+
+def all_finite(tree):
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.stack(leaves).all() if leaves else jnp.bool_(True)
+
+
+def compiled_chunk(tag: str, build: Callable, logdensity_fn, data, carry, rows, params, static: tuple):
+    """The compiled ``chunk(carry, rows, data, params)`` program and its compile time (0 if cached)."""
+    key = (tag, logdensity_fn, signature(data), signature(carry), signature(rows), signature(params),
+           static, jax.config.jax_enable_x64)
+    if key in _CACHE:
+        return _CACHE[key], 0.0
+    t0 = time.perf_counter()
+    chunk = make_chunk_fn(*build())
+    compiled = jax.jit(chunk).lower(carry, rows, data, params).compile()
+    _CACHE[key] = compiled
+    _COMPILES[0] += 1
+    return compiled, time.perf_counter() - t0
+
+
+def drive(tag: str, build: Callable, logdensity_fn, data, carry, params, *, warmup: int, draws: int,
+          chunk_size: int, thin: int = 1, static: tuple = (), callback: Callable | None = None,
+          schedule=None) -> ChunkedRun:
+    """Warm up then sample with the kernel ``build`` gives; see the module docstring.
+
+    ``schedule`` defaults to Stan's (:func:`build_schedule`).  The per-iteration output
+    may have a ``divergent`` field; it is counted per phase
+    and reported through ``callback(Progress)`` after every chunk.
+    """
+    if thin < 1 or chunk_size < 1 or warmup < 0 or draws < 0:
+        raise ValueError("thin and chunk_size must be >= 1, warmup and draws >= 0")
+    data = as_data(data)
+    schedule = build_schedule(warmup, draws) if schedule is None else schedule
+    compiled, compile_s = compiled_chunk(tag, build, logdensity_fn, data, carry,
+                                         pad_schedule(schedule, 0, chunk_size), params, static)
+    kept: list = []
+    counts = {"warmup_div": 0, "sampling_div": 0, "warmup_s": 0.0, "sampling_s": 0.0}
+    t_start = time.perf_counter()
+
+    def on_chunk(start, n_valid, outs, seconds):
+        n_warm = max(0, min(n_valid, warmup - start))
+        div = getattr(outs, "divergent", None)
+        if div is not None:
+            div = np.asarray(div)
+            counts["warmup_div"] += int(div[:, :n_warm].sum())
+            counts["sampling_div"] += int(div[:, n_warm:n_valid].sum())
+        counts["warmup_s"] += seconds * n_warm / n_valid
+        counts["sampling_s"] += seconds * (n_valid - n_warm) / n_valid
+        if n_valid > n_warm:
+            idx = np.arange(start + n_warm, start + n_valid)
+            sel = idx[(idx - warmup) % thin == 0] - start
+            kept.append(jax.tree.map(lambda a: a[:, sel], outs))
+        if callback is not None:
+            done = start + n_valid
+            sampling = done > warmup or warmup == 0
+            callback(Progress(iteration=done, total=warmup + draws, phase="sampling" if sampling else "warmup",
+                              divergences=counts["sampling_div"] if sampling else counts["warmup_div"],
+                              elapsed_s=time.perf_counter() - t_start))
+
+    run = lambda c, rows: compiled(c, rows, data, params)  # noqa: E731
+    carry, _, completed = run_chunked(run, carry, schedule, warmup + draws, chunk_size, on_chunk)
+    if kept:
+        out = jax.tree.map(lambda *a: np.concatenate(a, axis=1), *kept)
+    else:
+        # No sampling iteration reached: one chunk of no-op rows gives the output shapes.
+        _, outs = jax.device_get(run(carry, pad_schedule(schedule, warmup + draws, chunk_size)))  # no-op rows
+        out = jax.tree.map(lambda a: a[:, :0], outs)
+    return ChunkedRun(out, jax.device_get(carry), completed, counts["warmup_div"], compile_s,
+                      counts["warmup_s"], counts["sampling_s"])

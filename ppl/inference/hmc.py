@@ -1,0 +1,147 @@
+"""Static HMC (fixed path length) with Stan-style warm-up, on the chunked machinery.
+
+The transition is BlackJAX's HMC kernel (``blackjax.mcmc.hmc.build_kernel``: velocity
+Verlet, Metropolis accept/reject of the trajectory's end).  The number of leapfrog
+steps is ``num_steps`` when given, else ``floor(path_length * j / step_size)`` (at
+least 1, at most ``max_steps``) where ``j`` is drawn uniformly from
+``[1 - jitter, 1 + jitter]`` at every iteration -- Stan's ``int_time`` rule plus a
+jitter of the path length, which keeps the sampler from locking onto a period of the
+dynamics.  Warm-up is NUTS's: Stan's step-size heuristic and dual averaging toward
+``target_accept``, and a diagonal (or dense) inverse mass matrix from Stan's windows.
+
+Statistics (Stan's names): ``lp__ accept_stat__ stepsize__ int_time__ n_leapfrog__
+divergent__ energy__``.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from blackjax.mcmc import hmc, metrics
+
+from ppl.inference.adaptation import AdaptationState, Schedule, init_adaptation_state, restart_step_size, update_adaptation
+from ppl.inference.chunks import all_finite, chain_keys, drive
+from ppl.inference.nuts import SamplerResult
+
+__all__ = ["HMCConfig", "HMCChainState", "HMCDraw", "make_hmc_step", "sample_hmc"]
+
+
+class HMCConfig(NamedTuple):
+    chains: int = 4
+    warmup: int = 1000
+    draws: int = 1000
+    target_accept: float = 0.8
+    path_length: float = 2.0      # integration time (Stan's int_time) in the metric's units
+    num_steps: Optional[int] = None   # fixed number of leapfrog steps (overrides path_length)
+    jitter: float = 0.2           # relative jitter of the path length
+    max_steps: int = 1024         # cap on leapfrog steps per iteration
+    chunk_size: int = 100
+    init_step_size: float = 1.0
+    dense_mass: bool = False
+    thin: int = 1
+
+
+class HMCParams(NamedTuple):
+    target_accept: jax.Array
+    path_length: jax.Array
+    num_steps: jax.Array          # 0: use path_length
+    jitter: jax.Array
+
+
+class HMCChainState(NamedTuple):
+    hmc: hmc.HMCState
+    adapt: AdaptationState
+    rng_key: jax.Array
+
+
+class HMCDraw(NamedTuple):
+    position: jax.Array
+    lp: jax.Array
+    accept_stat: jax.Array
+    stepsize: jax.Array
+    int_time: jax.Array
+    n_leapfrog: jax.Array
+    divergent: jax.Array
+    energy: jax.Array
+
+
+def num_leapfrog(key, step_size, params: HMCParams, max_steps: int):
+    """Leapfrog steps for one iteration: fixed, or the (jittered) path length over the step size."""
+    j = jax.random.uniform(key, (), step_size.dtype, 1.0 - params.jitter, 1.0 + params.jitter)
+    from_path = jnp.floor(params.path_length * j / step_size)
+    n = jnp.where(params.num_steps > 0, params.num_steps, jnp.clip(from_path, 1, max_steps))
+    return n.astype(jnp.int32)
+
+
+def make_hmc_step(logdensity_fn: Callable, max_steps: int, dense: bool):
+    """One-chain static-HMC iteration: ``(step, prepare, empty_out)`` for ``make_chunk_fn``."""
+    kernel = hmc.build_kernel()
+
+    def prepare(state: HMCChainState, data, params) -> HMCChainState:
+        fresh = hmc.init(state.hmc.position, lambda x: logdensity_fn(x, data))
+        return state._replace(hmc=jax.tree.map(lambda n, o: n.astype(o.dtype), fresh, state.hmc))
+
+    def step(state: HMCChainState, flags: Schedule, data, params: HMCParams):
+        ld = lambda x: logdensity_fn(x, data)  # noqa: E731
+        key, k_heur, k_len, k_trans = jax.random.split(state.rng_key, 4)
+        adapt = jax.lax.cond(flags.reinit,
+                             lambda a: restart_step_size(k_heur, a, state.hmc, ld, params.target_accept),
+                             lambda a: a, state.adapt)
+        eps, imm = adapt.step_size, adapt.mm.inverse_mass_matrix
+        n = num_leapfrog(k_len, eps, params, max_steps)
+        proposal, info = kernel(k_trans, state.hmc, ld, eps, imm, n)
+        ok = all_finite(proposal)
+        new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), proposal, state.hmc)
+        accept = jnp.where(ok & jnp.isfinite(info.acceptance_rate), info.acceptance_rate, 0.0).astype(eps.dtype)
+        moved = ok & info.is_accepted
+        old_energy = -state.hmc.logdensity + metrics.default_metric(imm).kinetic_energy(info.momentum)
+        energy = jnp.where(moved, info.energy, old_energy).astype(eps.dtype)
+        new_adapt = update_adaptation(adapt, flags, new.position, accept, params.target_accept, dense)
+        out = HMCDraw(new.position, new.logdensity, accept, eps, (n * eps).astype(eps.dtype), n,
+                      info.is_divergent | ~ok, energy)
+        return HMCChainState(new, new_adapt, key), out
+
+    def empty_out(state: HMCChainState) -> HMCDraw:
+        z = jnp.zeros_like(state.hmc.logdensity)
+        return HMCDraw(jnp.zeros_like(state.hmc.position), z, z, z, z, jnp.zeros((), jnp.int32),
+                       jnp.zeros((), bool), z)
+
+    return step, prepare, empty_out
+
+
+_STATS = {"lp__": "lp", "accept_stat__": "accept_stat", "stepsize__": "stepsize", "int_time__": "int_time",
+          "n_leapfrog__": "n_leapfrog", "divergent__": "divergent", "energy__": "energy"}
+
+
+def sample_hmc(logdensity_fn: Callable, data, init_positions, key, config: HMCConfig = HMCConfig(),
+               callback: Callable | None = None) -> SamplerResult:
+    """Run ``config.chains`` static-HMC chains on ``logdensity_fn(position, data)``."""
+    pos = np.asarray(init_positions, dtype=jax.dtypes.canonicalize_dtype(np.float64))
+    if pos.ndim != 2 or pos.shape[0] != config.chains:
+        raise ValueError(f"init_positions must have shape (chains={config.chains}, dim), got {pos.shape}")
+    if config.num_steps is not None and config.num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {config.num_steps}")
+    if not config.path_length > 0 or not 0 <= config.jitter < 1:
+        raise ValueError("path_length must be > 0 and jitter in [0, 1)")
+    chains, dim = pos.shape
+    dtype = pos.dtype
+    carry = HMCChainState(hmc.HMCState(pos, np.zeros(chains, dtype), np.zeros_like(pos)),
+                          init_adaptation_state(chains, dim, config.init_step_size, config.dense_mass, dtype),
+                          chain_keys(key, chains))
+    params = HMCParams(np.asarray(config.target_accept, dtype), np.asarray(config.path_length, dtype),
+                       np.asarray(config.num_steps or 0, np.int32), np.asarray(config.jitter, dtype))
+    max_steps, dense = int(config.max_steps), bool(config.dense_mass)
+    run = drive("hmc", lambda: make_hmc_step(logdensity_fn, max_steps, dense), logdensity_fn, data, carry,
+                params, warmup=int(config.warmup), draws=int(config.draws), chunk_size=int(config.chunk_size),
+                thin=int(config.thin), static=(max_steps, dense), callback=callback)
+    stats = {name: np.asarray(getattr(run.draws, f)) for name, f in _STATS.items()}
+    stats["n_leapfrog__"] = stats["n_leapfrog__"].astype(np.int64)
+    stats["divergent__"] = stats["divergent__"].astype(np.int64)
+    return SamplerResult(positions=np.asarray(run.draws.position), stats=stats,
+                         warmup_divergences=run.warmup_divergences,
+                         step_size=np.asarray(run.carry.adapt.step_size),
+                         inverse_mass_matrix=np.asarray(run.carry.adapt.mm.inverse_mass_matrix),
+                         completed=run.completed, compile_s=run.compile_s, warmup_s=run.warmup_s,
+                         sampling_s=run.sampling_s)

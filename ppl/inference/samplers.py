@@ -1,0 +1,33 @@
+"""One entry point for the MCMC algorithms: ``run_mcmc("nuts" | "hmc" | "mh", ...)``."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from ppl.inference.nuts import SamplerResult
+
+ALGORITHMS = ("nuts", "hmc", "mh")
+DEFAULT_TARGET = {"nuts": 0.8, "hmc": 0.8, "mh": 0.234}
+
+
+def run_mcmc(algorithm: str, logdensity_fn: Callable, data, init, key, *, chains: int, warmup: int, draws: int,
+             chunk_size: int, target_accept: Optional[float] = None, max_depth: int = 10, dense_mass: bool = False,
+             path_length: Optional[float] = None, num_steps: Optional[int] = None, thin: int = 1,
+             callback: Optional[Callable] = None) -> SamplerResult:
+    """Run ``algorithm`` on ``logdensity_fn(u, data)`` from ``init`` (chains, dim)."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}: use one of {', '.join(ALGORITHMS)}")
+    target = DEFAULT_TARGET[algorithm] if target_accept is None else float(target_accept)
+    if not 0 < target < 1:
+        raise ValueError(f"target_accept must be in (0, 1), got {target}")
+    common = dict(chains=chains, warmup=warmup, draws=draws, target_accept=target, chunk_size=chunk_size,
+                  dense_mass=bool(dense_mass), thin=thin)
+    if algorithm == "nuts":
+        from ppl.inference.nuts import NUTSConfig, sample_nuts
+        return sample_nuts(logdensity_fn, data, init, key, NUTSConfig(max_depth=max_depth, **common), callback)
+    if algorithm == "hmc":
+        from ppl.inference.hmc import HMCConfig, sample_hmc
+        extra = {"path_length": float(path_length)} if path_length is not None else {}
+        config = HMCConfig(num_steps=num_steps, max_steps=2 ** max_depth, **extra, **common)
+        return sample_hmc(logdensity_fn, data, init, key, config, callback)
+    from ppl.inference.mh import MHConfig, sample_mh
+    return sample_mh(logdensity_fn, data, init, key, MHConfig(**common), callback)
