@@ -100,9 +100,9 @@ def bind(g: Graph, data: Optional[dict], *, strict: bool = False) -> Binding:
         node = g.nodes[name]
         if name in data and b.roles[name] != ROLE_DETERMINISTIC:
             _take(g, b, node, data[name], dim_sources)
-    _transformed_data(g, b)
     for name, (value, source) in dim_sources.items():
         b.static.setdefault(name, value)
+    _transformed_data(g, b)
     _mark_generated(g, b)
     _check_latents(g, b)
     return b
