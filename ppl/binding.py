@@ -357,15 +357,5 @@ def _describe_support(c) -> str:
 
 
 def _check_latents(g, b):
-    for name in g.order:
-        node = g.nodes[name]
-        if b.roles[name] != ROLE_LATENT:
-            continue
-        if node.kind == FLAT and node.type.base == "int":
-            raise _err(g, ModelError, f"`{name}` is a discrete parameter with no distribution", node.span,
-                       hint="give it a distribution, or supply it as data")
-        if node.kind == STOCHASTIC and _is_discrete_node(node):
-            dist = node.dist if node.dist is not None else node.pieces[0].dist
-            raise _err(g, ModelError, f"`{name}` is a discrete latent variable ({dist.func}) and "
-                       "cannot be sampled by NUTS yet", node.span,
-                       hint=f"supply `{name}` as data, or marginalise it with `mixture(...)`")
+    """Discrete latent nodes are summed out by the lowering (ppl.enumerate); nothing to refuse here."""
+    return None

@@ -23,6 +23,7 @@ from .distributions import DISTRIBUTIONS
 from .errors import ModelError, did_you_mean
 from .evaluate import Evaluator, check_arity, static_int
 from .graph import FLAT, STOCHASTIC
+from .enumerate import PROB_SUFFIX, descendants, draw_conditional, sum_out, support_values
 from .pieces import Pieces, loop_factor
 
 DENSITY, GENERATE, SIMULATE, SHAPES = "density", "generate", "simulate", "shapes"
@@ -57,9 +58,13 @@ class Lowered:
         self.extent: dict = {}
         self.elem_shape: dict = {}
         self.piece_constraint: dict = {}
+        self.enumerated: dict = {}          # discrete latent name -> support values (summed out)
+        self.enum_pad = max([np.ndim(v) for v in binding.arrays.values()] + [1])
         self._infer_shapes()
         offset = 0
         for name in binding.nodes_with(ROLE_LATENT):
+            if name in self.enumerated:
+                continue
             ushape = self._ushapes[name]
             size = int(math.prod(ushape))
             self.slots.append(LatentSlot(name, self.shapes[name], ushape, offset, size))
@@ -67,6 +72,7 @@ class Lowered:
         self.dim = offset
         self.output_names = [n for n in self.graph.order
                              if binding.roles[n] in (ROLE_LATENT, ROLE_GENERATED, ROLE_DETERMINISTIC)]
+        self.output_names += [n + PROB_SUFFIX for n in self.enumerated]
 
     # ------------------------------------------------------------------ public functions
     def arrays(self) -> dict:
@@ -133,6 +139,7 @@ class _Walk:
         self.ev = Evaluator(self.env, self.g.functions)
         self.pieces = Pieces(self)
         self.terms = {}
+        self.skip, self.skip_factors = set(), set()    # accounted for by a summed-out variable
         self.fixed = fixed or {}
         self.u_from_fixed = jnp.zeros(lw.dim) if fixed is not None else None
         self.slots = {s.name: s for s in lw.slots}
@@ -140,8 +147,9 @@ class _Walk:
     def run(self) -> "_Walk":
         try:
             done = set()
+            deferred = self._deferred_enumeration()
             for i, name in enumerate(self.g.order):
-                if name in done:
+                if name in done or name in deferred or (self.mode == DENSITY and name in self.skip):
                     continue
                 node = self.g.nodes[name]
                 if node.pieces:
@@ -150,13 +158,17 @@ class _Walk:
                     done.update(unit)
                     continue
                 self._visit(i, name)
+            for i, name in enumerate(self.g.order):     # summed-out variables, then what depends on them
+                if name in deferred and name not in self.skip:
+                    self._visit(i, name)
             if self.mode == SHAPES:
                 for name in self.b.nodes_with(ROLE_LATENT):
                     if self.g.nodes[name].pieces:
                         self.pieces.record_latent(self.g.nodes[name])
             if self.mode == DENSITY:
                 for j, f in enumerate(self.g.factors):
-                    self._factor(j, f)
+                    if j not in self.skip_factors:
+                        self._factor(j, f)
             elif self.mode == SHAPES:
                 for f in self.g.factors:
                     self._factor_shapes(f)
@@ -183,6 +195,9 @@ class _Walk:
                 self._check_declared(node, np.shape(self.env[name]))
             return
         sample_from_u = role == ROLE_LATENT and self.mode in (DENSITY, GENERATE)
+        if sample_from_u and name in self.lw.enumerated:
+            self._enumerate(i, node)
+            return
         if node.kind == FLAT:
             shape = self._declared_shape(node)
             c = self._constraint(node, None, None)
@@ -210,6 +225,28 @@ class _Walk:
             return
         self.env[name] = self._draw(node, dist, args, batch, event, key)
 
+    def _deferred_enumeration(self) -> set:
+        """A summed-out variable and its descendants are evaluated after everything else, so that
+        every other parent of its descendants is known when its support is enumerated."""
+        if self.mode not in (DENSITY, GENERATE):
+            return set()
+        out = set()
+        for name in self.lw.enumerated:
+            out.add(name)
+            out.update(descendants(self.g, name))
+        return out
+
+    def _enumerate(self, i, node):
+        if node.kind == FLAT:
+            dist, args, batch = None, [], self._declared_shape(node)
+        else:
+            dist, args = self._dist(node)
+            batch, _ = self._value_shape(node, dist, args)
+        if self.mode == DENSITY:
+            sum_out(self, node.name, dist, args, batch)
+        else:
+            draw_conditional(self, node.name, dist, args, batch, jax.random.fold_in(self.key, i))
+
     def _from_u(self, node, c, shape):
         slot = self.slots.get(node.name)
         bij = C.bijector(c)
@@ -229,7 +266,8 @@ class _Walk:
     def _record(self, node, c, shape):
         if self.b.roles[node.name] == ROLE_LATENT:
             if c.discrete:
-                raise ModelError(f"`{node.name}` is discrete and cannot be a sampled parameter", node.span)
+                self.lw.enumerated[node.name] = support_values(node, c)
+                return
             self.lw._ushapes[node.name] = tuple(C.bijector(c).unconstrained_shape(tuple(shape)))
 
     def _draw(self, node, dist, args, batch, event, key):

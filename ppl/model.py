@@ -230,6 +230,8 @@ class Model:
         from . import ast as A
         out = {}
         for name in lw.output_names:
+            if name not in self.graph.nodes:        # e.g. `z.prob` of a summed-out variable
+                continue
             t = self.graph.nodes[name].type
             if t is not None and t.shape:
                 out[name] = tuple(e.id if isinstance(e, A.Name) else None for e in t.shape)

@@ -218,6 +218,8 @@ def test_check_membership():
         (C.nonnegative_integer, np.array([-1, 0, 7]), [False, True, True]),
         (C.boolean, np.array([0, 1, 2]), [True, True, False]),
         (C.integer_interval(1, 3), np.array([0, 1, 3, 4]), [False, True, True, False]),
+        (C.Constraint("nonnegative_integer", lower=0, event_dim=1), np.array([[0, 2], [1, -1]]), [True, False]),
+        (C.Constraint("real", event_dim=1), np.array([[0.0, 2.0], [np.nan, 1.0]]), [True, False]),
     ]
     got = jax.jit(lambda xs: [c.check(x) for (c, _, _), x in zip(cases, xs)])([jnp.asarray(x) for _, x, _ in cases])
     for (c, x, want), g in zip(cases, got):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import scipy.integrate as si
 import scipy.stats as st
-from scipy.special import expit, softmax
+from scipy.special import expit, i0e, i1e, softmax
 
 import ppl  # noqa: F401  (enables x64)
 from ppl import constraints as C
@@ -99,7 +99,7 @@ CASES = {
     "poisson_log": ((1.1,), lambda a: st.poisson(np.exp(a)), INT_BAD),
     "neg_binomial_2": ((4.0, 2.5), lambda mu, phi: st.nbinom(phi, phi / (mu + phi)), INT_BAD),
     "geometric": ((0.3,), lambda p: st.geom(p, loc=-1), INT_BAD),
-    "categorical": ((np.array([0.2, 0.5, 0.3]),), categorical_ref, INT_BAD + [3.0]),
+    "categorical": ((np.array([0.2, 0.4, 0.1, 0.3]),), categorical_ref, INT_BAD + [4.0]),
     "categorical_logit": ((np.array([0.1, -0.5, 1.0, 0.3]),), lambda a: categorical_ref(softmax(a)),
                           INT_BAD + [4.0]),
 }
@@ -134,7 +134,7 @@ def _variants(name, params):
     """
     rng = np.random.default_rng(1)
     if name == "categorical":
-        return [params[-1] if j == 2 else rng.dirichlet(np.ones(3)) for j in range(5)]
+        return [params[-1] if j == 2 else rng.dirichlet(np.ones(4)) for j in range(5)]
     if name == "categorical_logit":
         return [params[-1] if j == 2 else rng.normal(size=4) for j in range(5)]
     return [params[-1] * f for f in FACTORS]
@@ -319,9 +319,7 @@ def test_von_mises_sampler_circular_moments():
     mu, kappa = c["params"]
     x = r["draws"]
     assert np.all((x >= -np.pi) & (x <= np.pi))
-    ratio = st.vonmises(kappa).mean() if False else None  # noqa: F841 (scipy has no I1/I0 here)
-    from scipy.special import i0e, i1e
-    rho = i1e(kappa) / i0e(kappa)
+    rho = i1e(kappa) / i0e(kappa)  # E[cos(x - mu)] = I1(kappa) / I0(kappa)
     cos_d, sin_d = np.cos(x - mu), np.sin(x - mu)
     assert abs(cos_d.mean() - rho) < 5 * cos_d.std() / math.sqrt(len(x))
     assert abs(sin_d.mean()) < 5 * sin_d.std() / math.sqrt(len(x))
@@ -358,8 +356,7 @@ def test_cdf_tails_are_stable():
     np.testing.assert_allclose(r["bern"], -800.0, rtol=1e-12)
     np.testing.assert_allclose(r["pois"], st.poisson.logpmf(3, np.exp(50.0)), rtol=1e-10)
     np.testing.assert_allclose(r["cat"], -1000.0, rtol=1e-12)
-    np.testing.assert_allclose(r["binl"], st.binom.logpmf(2, 10, 1.0) if False else -8 * 700.0 + np.log(45),
-                               rtol=1e-10)
+    np.testing.assert_allclose(r["binl"], np.log(45) - 8 * 700.0, rtol=1e-10)  # C(10,2) (1 - p)^8, p = sigmoid(700)
 
 
 # ---------------------------------------------------------------- multivariate
@@ -370,19 +367,20 @@ def _mc_close(sample_mean, mean, sample_var, n):
 def test_dirichlet():
     d = D.get("dirichlet")
     rng = np.random.default_rng(2)
-    alpha = np.array([1.5, 2.0, 0.7, 3.0])
+    alpha = np.array([1.5, 2.0, 0.7, 3.0, 1.0])
     xs = rng.dirichlet(alpha, size=6)
-    alphas = rng.uniform(0.5, 3.0, size=(3, 4))
-    bad = np.array([[0.5, 0.5, 0.5, -0.5], [0.2, 0.2, 0.2, 0.2], [1.0, 0.0, 0.0, 0.0]])
+    alphas = rng.uniform(0.5, 3.0, size=(3, 5))
+    bad = np.array([[0.5, 0.5, 0.5, -0.5, 0.0], [0.2, 0.2, 0.2, 0.2, 0.1], [1.0, 0.0, 0.0, 0.0, 0.0]])
 
     @jax.jit
     def run(key):
         return dict(lp=d.logpdf(xs, alpha), lp_b=d.logpdf(xs[:, None, :], alphas), lp_bad=d.logpdf(bad, alpha),
                     grad=jax.grad(lambda a: jnp.sum(d.logpdf(bad[:2], a)))(jnp.asarray(alpha)),
-                    draws=d.sample(key, (N_DRAWS,), alpha), draws_b=d.sample(key, (2, 3), alphas),
                     mean=d.mean(alpha), var=d.variance(alpha))
 
     r = run(jax.random.key(3))
+    r["draws"] = d.sample(jax.random.key(3), (N_DRAWS,), alpha)  # eager: shares the loggamma kernel
+    r["draws_b"] = jax.eval_shape(lambda k: d.sample(k, (2, 3), alphas), jax.random.key(0))
     np.testing.assert_allclose(r["lp"], [st.dirichlet.logpdf(x, alpha) for x in xs], rtol=1e-10)
     assert r["lp_b"].shape == (6, 3)
     np.testing.assert_allclose(r["lp_b"], [[st.dirichlet.logpdf(x, a) for a in alphas] for x in xs], rtol=1e-10)
@@ -390,10 +388,10 @@ def test_dirichlet():
     np.testing.assert_allclose(r["mean"], st.dirichlet.mean(alpha))
     np.testing.assert_allclose(r["var"], st.dirichlet.var(alpha))
     x = np.asarray(r["draws"])
-    assert x.shape == (N_DRAWS, 4) and r["draws_b"].shape == (2, 3, 4)
+    assert x.shape == (N_DRAWS, 5) and r["draws_b"].shape == (2, 3, 5)
     assert np.all(C.simplex.check(x))
     _mc_close(x.mean(0), st.dirichlet.mean(alpha), st.dirichlet.var(alpha), N_DRAWS)
-    assert d.event_shape((4,)) == (4,) and d.support(alpha) == C.simplex
+    assert d.event_shape((5,)) == (5,) and d.support(alpha) == C.simplex
     assert d.param_event_dims == (1,) and d.event_dim == 1
 
 
@@ -451,10 +449,15 @@ def test_multinomial():
         return dict(lp=d.logpdf(xs, n, p), lp_bad=d.logpdf(bad, n, p),
                     lp_b=d.logpdf(xs[1], jnp.array([7, 8]), p),
                     grad=jax.grad(lambda q: jnp.sum(d.logpdf(bad, n, q)))(jnp.asarray(p)),
-                    draws=d.sample(key, (N_DRAWS,), n, p), draws_b=d.sample(key, (4,), jnp.array([3, 5, 7, 9]), p),
                     mean=d.mean(n, p), var=d.variance(n, p))
 
     r = run(jax.random.key(6))
+    ns = np.array([n, 3, 5, 9])
+    draws = np.asarray(d.sample(jax.random.key(6), (N_DRAWS, 4), ns, p))  # one compile: column 0 has n = 7
+    assert draws.shape == (N_DRAWS, 4, 3) and np.all(draws.sum(-1) == ns)
+    r["draws"] = draws[:, 0]
+    for j in (1, 2, 3):
+        _mc_close(draws[:, j].mean(0), ns[j] * p, ns[j] * p * (1 - p), N_DRAWS)
     np.testing.assert_allclose(r["lp"], st.multinomial.logpmf(xs, n, p), rtol=1e-10)
     np.testing.assert_array_equal(r["lp_bad"][:3], -np.inf)
     np.testing.assert_allclose(r["lp_bad"][3], st.multinomial.logpmf([7, 0, 0], n, p), rtol=1e-10)
@@ -462,7 +465,6 @@ def test_multinomial():
     assert np.all(np.isfinite(r["grad"]))
     x = np.asarray(r["draws"])
     assert x.shape == (N_DRAWS, 3) and np.issubdtype(x.dtype, np.integer) and np.all(x.sum(1) == n)
-    assert np.all(np.asarray(r["draws_b"]).sum(1) == [3, 5, 7, 9])
     np.testing.assert_allclose(r["mean"], n * p)
     np.testing.assert_allclose(r["var"], n * p * (1 - p))
     _mc_close(x.mean(0), n * p, n * p * (1 - p), N_DRAWS)
@@ -518,24 +520,26 @@ def test_lkj_corr_cholesky_density():
 
 def test_lkj_corr_cholesky_sampler():
     d = D.get("lkj_corr_cholesky")
-    k, eta = 4, 2.0
+    k, eta, n = 5, 2.0, N_DRAWS // 2  # n * K(K-1)/2 draws: shares the univariate loggamma kernel
     with pytest.raises(ValueError):
         d.sample(jax.random.key(0), (2,), eta)
-    L = np.asarray(jax.jit(lambda key: d.sample(key, (N_DRAWS,), eta, event_shape=(k, k)))(jax.random.key(7)))
-    assert L.shape == (N_DRAWS, k, k)
+    L = np.asarray(d.sample(jax.random.key(7), (n,), eta, event_shape=(k, k)))
+    assert L.shape == (n, k, k)
     assert np.all(C.corr_cholesky.check(L))
     omega = L @ np.swapaxes(L, -1, -2)
     off = omega[:, np.tril_indices(k, -1)[0], np.tril_indices(k, -1)[1]]
     # marginal of each correlation: (r + 1) / 2 ~ Beta(eta - 1 + K/2, eta - 1 + K/2)
     b = eta - 1 + k / 2
     var = 1.0 / (2 * eta + k - 1)
-    _mc_close(off.mean(0), 0.0, var, N_DRAWS)
+    _mc_close(off.mean(0), 0.0, var, n)
+    np.testing.assert_allclose(off.var(0), var, rtol=5 * np.sqrt(2.0 / n) * 1.5)
     pts = np.array([-0.5, -0.2, 0.0, 0.3, 0.6])
     cdf = st.beta(b, b).cdf((pts + 1) / 2)
     for j in range(off.shape[1]):
         ecdf = np.mean(off[:, j, None] <= pts, 0)
-        assert np.all(np.abs(ecdf - cdf) < 5 * np.sqrt(cdf * (1 - cdf) / N_DRAWS)), (j, ecdf, cdf)
-    batched = d.sample(jax.random.key(8), (2, 3), jnp.array([1.0, 2.0, 3.0]), event_shape=(3, 3))
+        assert np.all(np.abs(ecdf - cdf) < 5 * np.sqrt(cdf * (1 - cdf) / n)), (j, ecdf, cdf)
+    batched = jax.eval_shape(lambda key: d.sample(key, (2, 3), jnp.array([1.0, 2.0, 3.0]), event_shape=(3, 3)),
+                             jax.random.key(8))
     assert batched.shape == (2, 3, 3, 3)
 
 
