@@ -127,3 +127,98 @@ def support_values(node, c) -> np.ndarray:
     if len(values) > 10000:
         raise ModelError(f"`{node.name}` has {len(values)} possible values: too many to sum out", node.span)
     return np.asarray(values)
+
+
+# ---------------------------------------------------------------- Markov chains of discrete nodes
+
+
+def _chain_pieces(node, g):
+    """A chain written out as `z[0] ~ D0(...)` and `for t in range(1, T) { z[t] ~ D(... z[t - 1] ...) }`."""
+    from . import ast as A
+    fixed = [p for p in node.pieces if not p.loops]
+    looped = [p for p in node.pieces if p.loops]
+    ok = (len(fixed) == 1 and len(looped) == 1 and len(looped[0].loops) == 1 and len(fixed[0].indices) == 1
+          and isinstance(fixed[0].indices[0], A.Num) and fixed[0].indices[0].value == 0
+          and len(looped[0].indices) == 1 and isinstance(looped[0].indices[0], A.Name)
+          and looped[0].indices[0].id == looped[0].loops[0].var)
+    if not ok:
+        raise ModelError(f"`{node.name}` is a discrete latent array; it can be summed out when it is a Markov "
+                         f"chain written as `{node.name}[0] ~ ...` and `for t in range(1, T) {{ {node.name}[t] ~ "
+                         f"... {node.name}[t - 1] ... }}`", node.span)
+    return fixed[0], looped[0]
+
+
+def chain_terms(walk, name):
+    """log p(z0) (K,), log p(z_t | z_{t-1}) (T-1, K, K) and log p(children | z_t) (T, K)."""
+    from .pieces import grid_map
+    lw, g = walk.lw, walk.g
+    node = g.nodes[name]
+    p0, p1 = _chain_pieces(node, g)
+    values = jnp.asarray(lw.enumerated[name])
+    K = values.shape[0]
+    T = lw.extent[name][0]
+    d0, a0 = combinators.resolve(p0.dist, walk.ev)
+    log_init = d0.logpdf(values, *a0)
+    ranges = walk.pieces.ranges(p1.loops)
+
+    def given_previous(j):
+        env = {**walk.env, name: jnp.full((T,), j, dtype=values.dtype)}
+
+        def one(vals, ops):
+            ev = Evaluator({**env, p1.loops[0].var: vals[0]}, g.functions)
+            d, args = combinators.resolve(p1.dist, ev)
+            return d.logpdf(values, *args)
+
+        return grid_map(one, ranges)                      # (T - 1, K)
+
+    log_trans = jnp.moveaxis(jax.vmap(given_previous)(values), 0, 1)    # (T - 1, K_prev, K)
+    log_emit, covered, factors = enumeration_logits(walk, name, None, [], (T,))
+    return log_init, log_trans, log_emit.T, covered, factors
+
+
+def _forward(log_init, log_trans, log_emit):
+    def step(alpha, x):
+        lt, le = x
+        alpha = logsumexp(alpha[:, None] + lt, axis=0) + le
+        return alpha, alpha
+
+    a0 = log_init + log_emit[0]
+    _, alphas = jax.lax.scan(step, a0, (log_trans, log_emit[1:]))
+    return jnp.concatenate([a0[None], alphas])
+
+
+def sum_out_chain(walk, name):
+    from .lower import LIKELIHOOD
+    log_init, log_trans, log_emit, covered, factors = chain_terms(walk, name)
+    alphas = _forward(log_init, log_trans, log_emit)
+    walk.terms[(LIKELIHOOD, name)] = logsumexp(alphas[-1])
+    walk.skip |= covered
+    walk.skip_factors |= set(factors)
+
+
+def draw_chain(walk, name, key):
+    """Forward filtering, backward sampling; marginal state probabilities by forward-backward."""
+    log_init, log_trans, log_emit, _, _ = chain_terms(walk, name)
+    alphas = _forward(log_init, log_trans, log_emit)
+    T = alphas.shape[0]
+    keys = jax.random.split(key, T)
+    z_last = jax.random.categorical(keys[-1], alphas[-1])
+
+    def back(z_next, x):
+        alpha, lt, k = x
+        z = jax.random.categorical(k, alpha + lt[:, z_next])
+        return z, z
+
+    _, zs = jax.lax.scan(back, z_last, (alphas[:-1], log_trans, keys[:-1]), reverse=True)
+    z = jnp.concatenate([zs, z_last[None]])
+
+    def beta_step(beta, x):
+        lt, le = x
+        beta = logsumexp(lt + (le + beta)[None, :], axis=1)
+        return beta, beta
+
+    _, betas = jax.lax.scan(beta_step, jnp.zeros_like(alphas[-1]), (log_trans, log_emit[1:]), reverse=True)
+    betas = jnp.concatenate([betas, jnp.zeros_like(alphas[-1])[None]])
+    values = jnp.asarray(walk.lw.enumerated[name])
+    walk.env[name] = values[z]
+    walk.env[name + PROB_SUFFIX] = jax.nn.softmax(alphas + betas, axis=-1)

@@ -23,7 +23,8 @@ from .distributions import DISTRIBUTIONS
 from .errors import ModelError, did_you_mean
 from .evaluate import Evaluator, check_arity, static_int
 from .graph import FLAT, STOCHASTIC
-from .enumerate import PROB_SUFFIX, descendants, draw_conditional, sum_out, support_values
+from .enumerate import (PROB_SUFFIX, descendants, draw_chain, draw_conditional, sum_out, sum_out_chain,
+                        support_values)
 from .pieces import Pieces, loop_factor
 
 DENSITY, GENERATE, SIMULATE, SHAPES = "density", "generate", "simulate", "shapes"
@@ -160,7 +161,10 @@ class _Walk:
                 self._visit(i, name)
             for i, name in enumerate(self.g.order):     # summed-out variables, then what depends on them
                 if name in deferred and name not in self.skip:
-                    self._visit(i, name)
+                    if name in self.lw.enumerated and self.g.nodes[name].pieces:
+                        self._enumerate_chain(i, name)
+                    else:
+                        self._visit(i, name)
             if self.mode == SHAPES:
                 for name in self.b.nodes_with(ROLE_LATENT):
                     if self.g.nodes[name].pieces:
@@ -235,6 +239,12 @@ class _Walk:
             out.add(name)
             out.update(descendants(self.g, name))
         return out
+
+    def _enumerate_chain(self, i, name):
+        if self.mode == DENSITY:
+            sum_out_chain(self, name)
+        else:
+            draw_chain(self, name, jax.random.fold_in(self.key, i))
 
     def _enumerate(self, i, node):
         if node.kind == FLAT:

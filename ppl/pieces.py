@@ -420,8 +420,13 @@ class Pieces:
             return
         c = dist.support(*args)
         if c.discrete:
-            raise ModelError(f"`{node_name}` is a discrete latent array and cannot be sampled by NUTS yet",
-                             piece.span)
+            from .enumerate import support_values
+            values = support_values(self.w.g.nodes[node_name], c)
+            prev = self.lw.enumerated.get(node_name)
+            if prev is not None and not np.array_equal(prev, values):
+                raise ModelError(f"the elements of `{node_name}` have different supports", piece.span)
+            self.lw.enumerated[node_name] = values
+            return
         bounds = tuple(b for b in (c.lower, c.upper) if b is not None)
         if c.kind not in _CONSTANT_KINDS or any(isinstance(b, jax.core.Tracer) for b in bounds):
             raise ModelError(f"the support of `{node_name}` depends on the loop or on parameters, which a latent "
@@ -435,6 +440,8 @@ class Pieces:
 
     def record_latent(self, node) -> None:
         """After the shape pass: the latent array's unconstrained shape."""
+        if node.name in self.lw.enumerated:
+            return
         c = self.lw.piece_constraint.get(node.name, C.real)
         shape = tuple(self.w.env[node.name].shape)
         self.lw._ushapes[node.name] = tuple(C.bijector(c).unconstrained_shape(shape))
