@@ -92,3 +92,83 @@ def test_infinite_discrete_support_is_a_clear_error():
     with pytest.raises(ppl.ModelError, match="infinite support") as err:
         model.log_density({"y": 1.0})
     assert err.value.line == 2
+
+
+# ---------------------------------------------------------------- enumeration vs combinators vs reference
+import itertools  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+
+from conftest import SHARED  # noqa: E402
+
+MODELS = os.path.join(os.path.dirname(__file__), "discrete_models")
+PAIRS = [("low_dim_gauss_mix-low_dim_gauss_mix", "low_dim_gauss_mix"), ("hmm_example-hmm_example", "hmm_example")]
+
+
+def _posteriordb(name):
+    folder = os.path.join(SHARED, "posteriordb", name)
+    if not os.path.isdir(folder):
+        pytest.skip(f"shared/posteriordb/{name} not available")
+    with open(os.path.join(folder, "reference.json")) as fh:
+        return ppl.load_data(os.path.join(folder, "data.json")), json.load(fh)
+
+
+@pytest.mark.parametrize("posterior,stem", PAIRS)
+def test_enumerated_equals_combinator_density(posterior, stem):
+    data, _ = _posteriordb(posterior)
+    other = "enumerated" if stem.startswith("low") else "written"
+    a = ppl.load(os.path.join(MODELS, f"{stem}-{other}.gm")).log_density(data)
+    b = ppl.load(os.path.join(MODELS, f"{stem}-combinator.gm")).log_density(data)
+    assert a.dim == b.dim
+    for u in RNG.uniform(-1, 1, size=(3, a.dim)):
+        np.testing.assert_allclose(float(a(jnp.asarray(u))), float(b(jnp.asarray(u))), rtol=1e-10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("posterior,stem", PAIRS)
+def test_enumerated_model_reproduces_reference(posterior, stem):
+    from mcse import assert_sd
+    data, ref = _posteriordb(posterior)
+    other = "enumerated" if stem.startswith("low") else "written"
+    post = ppl.load(os.path.join(MODELS, f"{stem}-{other}.gm")).sample(data, seed=1)
+    for pname, r in ref["parameters"].items():
+        name, idx = (pname.split("[") + [None])[:2]
+        x = post[name] if idx is None else post[name][..., int(idx.rstrip("]")) - 1]
+        assert_mean(x, r["mean"], r["mcse_mean"], name=pname, floor=1e-3 * r["sd"])
+        assert_sd(x, r["sd"], r["sd"] / np.sqrt(2 * max((r["sd"] / r["mcse_mean"]) ** 2, 1)), name=pname,
+                  floor=1e-3 * r["sd"])
+
+
+def test_hmm_state_probabilities_match_brute_force():
+    y = np.array([0.2, 2.9, 3.2, -0.1])
+    src = """
+    data y: real[4]
+    mu: real[2] ~ normal(0, 5)
+    z[0] ~ categorical([0.7, 0.3])
+    for t in range(1, 4) {
+      z[t] ~ categorical([[0.8, 0.2], [0.3, 0.7]][z[t - 1]])
+    }
+    y ~ normal(mu[z], 1)
+    """
+    model = ppl.compile(src)
+    lw = model.bind({"y": y})
+    u = jnp.asarray([0.1, 3.0])
+    out = lw.generate(jax.random.PRNGKey(0), u, lw.arrays())
+    trans = np.array([[0.8, 0.2], [0.3, 0.7]])
+    joint = {}
+    for zs in itertools.product([0, 1], repeat=4):
+        lp = np.log([0.7, 0.3][zs[0]]) + sum(np.log(trans[zs[t - 1], zs[t]]) for t in range(1, 4))
+        joint[zs] = lp + stats.norm.logpdf(y, np.array([0.1, 3.0])[list(zs)], 1).sum()
+    total = np.logaddexp.reduce(list(joint.values()))
+    marg = np.zeros((4, 2))
+    for zs, lp in joint.items():
+        for t, k in enumerate(zs):
+            marg[t, k] += np.exp(lp - total)
+    np.testing.assert_allclose(out["z.prob"], marg, rtol=1e-9)
+    np.testing.assert_allclose(float(model.log_density({"y": y})(u)),
+                               total + stats.norm.logpdf([0.1, 3.0], 0, 5).sum(), rtol=1e-10)
+    # backward sampling draws whole sequences with the joint posterior's probabilities
+    keys = jax.random.split(jax.random.PRNGKey(2), 3000)
+    zs = np.asarray(jax.vmap(lambda k: lw.generate(k, u, lw.arrays())["z"])(keys))
+    freq = zs.mean(axis=0)
+    assert np.all(np.abs(freq - marg[:, 1]) < 4 * np.sqrt(marg[:, 1] * (1 - marg[:, 1]) / 3000) + 1e-3)
