@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 
 import numpy as np
 
@@ -130,7 +131,9 @@ def to_inference_data(post, prior=None):
         for name, arr in arrays.items():
             dims.add(name, np.shape(arr)[lead:])
     groups = {k: v for k, v in groups.items() if v}
-    idata = az.from_dict(**groups, dims=dims.out)
+    with warnings.catch_warnings():       # e.g. one draw of an optimisation: not a mistake
+        warnings.filterwarnings("ignore", message="More chains", category=UserWarning)
+        idata = az.from_dict(**groups, dims=dims.out)
     main = "posterior" if "posterior" in groups else "prior"
     if main in groups:
         info = {"kind": post.kind, "completed": post.completed, "timings": post.timings,

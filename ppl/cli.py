@@ -1,4 +1,5 @@
-"""The `ppl` command: check, sample, prior, summary. Errors in a model or its data print
+"""The `ppl` command: check, sample, prior, summary, graph, plot (and the commands of
+§6). Errors in a model or its data print
 `file:line:col: error: ...`, the line and a caret, and exit with status 2 (no traceback)."""
 from __future__ import annotations
 

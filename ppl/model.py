@@ -74,7 +74,8 @@ class Model:
         ``algorithm``: "nuts" (default), "hmc" (static path length: ``path_length``, or a fixed
         ``num_steps``) or "mh" (random-walk Metropolis). ``target_accept`` defaults to 0.8
         (0.234 for "mh"); ``dense_mass`` adapts a dense mass matrix (proposal covariance for mh)."""
-        from .inference.samplers import run_mcmc
+        from .inference.samplers import check_algorithm, run_mcmc
+        check_algorithm(algorithm)
         _check_counts(chains=chains, draws=draws, warmup=warmup)
         enable_compile_cache()
         lw = self.bind(data, strict=strict)

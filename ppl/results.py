@@ -168,7 +168,8 @@ class Posterior:
         if "energy__" in self.stats and self.num_draws >= 2:
             out["ebfmi"] = tuple(float(v) for v in diagnostics.ebfmi(self.stats["energy__"]))
         depth = self.meta.get("max_depth")
-        if "treedepth__" in self.stats and depth is not None and self.num_draws > 0:
+        nuts = self.meta.get("algorithm", "nuts") == "nuts"
+        if nuts and "treedepth__" in self.stats and depth is not None and self.num_draws > 0:
             out["max_depth"] = int(depth)
             out["max_depth_hits"] = int(np.count_nonzero(self.stats["treedepth__"] >= int(depth)))
         return out
@@ -259,7 +260,8 @@ class Summary:
                 for row in self.rows]
 
     def _title(self) -> str:
-        return f"{self.kind}: {self.num_chains} chains x {self.num_draws} draws"
+        s = "" if self.num_chains == 1 else "s"
+        return f"{self.kind}: {self.num_chains} chain{s} x {self.num_draws} draws"
 
     def _footer(self) -> list[str]:
         lines = []

@@ -344,5 +344,6 @@ def test_warnings_report_problems():
     text = "\n".join(w)
     assert any(m.startswith("r_hat > 1.01 for bad") and "chains have not mixed" in m for m in w)
     assert any(m.startswith("ess_bulk < 400 for") and "sticky" in m for m in w)
-    assert "7 divergences: reparameterise (non-centred) or raise target_accept" in w
+    assert any(m.startswith("7 divergent transitions after warm-up (chain 1: 7)")
+               and "reparameterise (non-centred) or raise target_accept" in m for m in w)
     assert "interrupted after 1000 draws" in text
