@@ -139,7 +139,9 @@ def cmd_check(args, caught) -> int:
     g = model.graph
     if args.data:
         lw = model.bind(data, strict=args.strict)
-        roles, shapes = lw.binding.roles, lw.shapes
+        roles, shapes = dict(lw.binding.roles), lw.shapes
+        for name in lw.enumerated:              # discrete latents: summed out of the density
+            roles[name] = "summed out"
     else:
         roles = {n: ("data" if node.kind == "data" else
                      "deterministic" if node.kind == "deterministic" else
