@@ -94,6 +94,17 @@ class Lowered:
         'likelihood' (observed nodes, observed expressions, `target +=`) and 'jacobian'."""
         return _Walk(self, arrays, DENSITY, u=u).run().terms
 
+    def log_density_given(self, u, arrays, discrete: dict):
+        """The log density with the summed-out discrete variables fixed at ``discrete``
+        (name -> values) instead of summed out: the continuous half of a Gibbs sweep."""
+        w = _Walk(self, arrays, DENSITY, u=u, discrete=discrete).run()
+        return sum(w.terms.values(), jnp.zeros(()))
+
+    def draw_discrete(self, key, u, arrays) -> dict:
+        """Each summed-out variable drawn from its exact conditional given the state ``u``."""
+        w = _Walk(self, arrays, GENERATE, u=u, key=key).run()
+        return {n: w.env[n] for n in self.enumerated}
+
     def generate(self, key, u, arrays) -> dict:
         """Every output node's value for one sampler state (generated nodes drawn afresh)."""
         w = _Walk(self, arrays, GENERATE, u=u, key=key).run()
@@ -133,7 +144,7 @@ class Lowered:
 class _Walk:
     """One pass over the graph in topological order."""
 
-    def __init__(self, lw: Lowered, arrays, mode, u=None, key=None, fixed=None):
+    def __init__(self, lw: Lowered, arrays, mode, u=None, key=None, fixed=None, discrete=None):
         self.lw, self.b, self.g = lw, lw.binding, lw.graph
         self.mode, self.u, self.key = mode, u, key
         self.env = {**self.b.static, **arrays}
@@ -142,6 +153,7 @@ class _Walk:
         self.terms = {}
         self.skip, self.skip_factors = set(), set()    # accounted for by a summed-out variable
         self.fixed = fixed or {}
+        self.discrete = discrete or {}     # fixed values of summed-out variables (Gibbs)
         self.u_from_fixed = jnp.zeros(lw.dim) if fixed is not None else None
         self.slots = {s.name: s for s in lw.slots}
 
@@ -200,7 +212,10 @@ class _Walk:
             return
         sample_from_u = role == ROLE_LATENT and self.mode in (DENSITY, GENERATE)
         if sample_from_u and name in self.lw.enumerated:
-            self._enumerate(i, node)
+            if name in self.discrete:
+                self._fixed_discrete(node)
+            else:
+                self._enumerate(i, node)
             return
         if node.kind == FLAT:
             shape = self._declared_shape(node)
@@ -229,6 +244,15 @@ class _Walk:
             return
         self.env[name] = self._draw(node, dist, args, batch, event, key)
 
+    def _fixed_discrete(self, node):
+        value = self.discrete[node.name]
+        self.env[node.name] = value
+        if self.mode == DENSITY:
+            if node.kind == FLAT:
+                return
+            dist, args = self._dist(node)
+            self.terms[(PRIOR, node.name)] = jnp.sum(dist.logpdf(value, *args))
+
     def _deferred_enumeration(self) -> set:
         """A summed-out variable and its descendants are evaluated after everything else, so that
         every other parent of its descendants is known when its support is enumerated."""
@@ -236,6 +260,8 @@ class _Walk:
             return set()
         out = set()
         for name in self.lw.enumerated:
+            if name in self.discrete:
+                continue
             out.add(name)
             out.update(descendants(self.g, name))
         return out

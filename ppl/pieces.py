@@ -193,6 +193,9 @@ class Pieces:
                 if w.mode == SHAPES:
                     self._check_known_shape(n)
                 known.append(n)
+            elif role == ROLE_LATENT and n.name in w.discrete:
+                w.env[n.name] = w.discrete[n.name]          # a discrete chain fixed by a Gibbs sweep
+                known.append(n)
             elif role == ROLE_LATENT and w.mode in (DENSITY, GENERATE):
                 self._latent_from_u(n)
                 known.append(n)

@@ -71,6 +71,7 @@ class SamplerResult(NamedTuple):
     compile_s: float
     warmup_s: float
     sampling_s: float
+    extra: object = None  # per-draw discrete values of a Gibbs sweep (chains, kept_draws, ...)
 
 
 class Progress(NamedTuple):
@@ -100,6 +101,7 @@ class NUTSDraw(NamedTuple):
     n_leapfrog: jax.Array
     divergent: jax.Array
     energy: jax.Array
+    extra: object = None  # the discrete values drawn by a Gibbs sweep, when there is one
 
 
 # ----------------------------------------------------------------------------------
@@ -185,13 +187,29 @@ def _all_finite(tree):
     return jnp.stack(leaves).all() if leaves else jnp.bool_(True)
 
 
-def make_nuts_step(logdensity_fn: Callable, max_depth: int, dense: bool):
+def make_nuts_step(logdensity_fn: Callable, max_depth: int, dense: bool, gibbs_fn: Callable | None = None):
     """One-chain NUTS iteration with schedule-driven adaptation: ``(step, prepare, empty_out)``
     for :func:`make_chunk_fn`.
 
     ``params`` is the scalar target acceptance rate (an argument, not a constant).
+    With ``gibbs_fn(key, position, data) -> extra``, each iteration first draws ``extra`` (the
+    discrete variables, from their exact conditional) and then takes a NUTS step on
+    ``logdensity_fn(position, (data, extra))``: NUTS within Gibbs.
     """
     kernel = bj_nuts.build_kernel()
+    if gibbs_fn is not None:
+        nuts_step, _, _ = make_nuts_step(logdensity_fn, max_depth, dense)
+
+        def gibbs_step(state: NUTSChainState, flags: Schedule, data, target_accept):
+            key, k_gibbs = jax.random.split(state.rng_key)
+            extra = gibbs_fn(k_gibbs, state.hmc.position, data)
+            both = (data, extra)
+            fresh = hmc.init(state.hmc.position, lambda x: logdensity_fn(x, both))
+            fresh = jax.tree.map(lambda n, o: n.astype(o.dtype), fresh, state.hmc)
+            new_state, out = nuts_step(state._replace(hmc=fresh, rng_key=key), flags, both, target_accept)
+            return new_state, out._replace(extra=extra)
+
+        return gibbs_step, None, None
 
     def prepare(state: NUTSChainState, data, params) -> NUTSChainState:
         ld = lambda x: logdensity_fn(x, data)  # noqa: E731
@@ -260,10 +278,11 @@ def _signature(tree):
     return treedef, tuple((tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves)
 
 
-def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig):
+def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, gibbs_fn=None):
     chains, dim = carry.hmc.position.shape
     key = (
         logdensity_fn,
+        gibbs_fn,
         _signature(data),
         chains,
         dim,
@@ -276,7 +295,7 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig):
     if key in _CACHE:
         return _CACHE[key], 0.0
     t0 = time.perf_counter()
-    chunk = make_chunk_fn(*make_nuts_step(logdensity_fn, int(config.max_depth), bool(config.dense_mass)))
+    chunk = make_chunk_fn(*make_nuts_step(logdensity_fn, int(config.max_depth), bool(config.dense_mass), gibbs_fn))
     compiled = jax.jit(chunk).lower(carry, rows, data, target).compile()
     seconds = time.perf_counter() - t0
     _CACHE[key] = compiled
@@ -317,8 +336,10 @@ def sample_nuts(
     key,
     config: NUTSConfig = NUTSConfig(),
     callback: Callable | None = None,
+    gibbs_fn: Callable | None = None,
 ) -> SamplerResult:
-    """Run ``config.chains`` NUTS chains on ``logdensity_fn(position, data) -> scalar``.
+    """Run ``config.chains`` NUTS chains on ``logdensity_fn(position, data) -> scalar``
+    (or NUTS within Gibbs with ``gibbs_fn``: see :func:`make_nuts_step`).
 
     ``init_positions``: (chains, dim) unconstrained starting points with finite density.
     ``callback(Progress)`` is called after every chunk; raising ``KeyboardInterrupt``
@@ -344,7 +365,7 @@ def sample_nuts(
     schedule = build_schedule(warmup, draws)
     target = np.asarray(config.target_accept, dtype)
     compiled, compile_s = _get_compiled(
-        logdensity_fn, data, carry, pad_schedule(schedule, 0, config.chunk_size), target, config
+        logdensity_fn, data, carry, pad_schedule(schedule, 0, config.chunk_size), target, config, gibbs_fn=gibbs_fn
     )
 
     kept: list = []  # per chunk: NUTSDraw of numpy arrays, sampling iterations only
@@ -399,4 +420,5 @@ def sample_nuts(
         compile_s=compile_s,
         warmup_s=counts["warmup_s"],
         sampling_s=counts["sampling_s"],
+        extra=None if getattr(draws_out, "extra", None) is None else jax.tree.map(np.asarray, draws_out.extra),
     )
