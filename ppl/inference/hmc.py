@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from blackjax.mcmc import hmc, metrics
 
-from ppl.inference.adaptation import AdaptationState, Schedule, init_adaptation_state, restart_step_size, update_adaptation
+from ppl.inference.adaptation import (AdaptationState, Schedule, init_adaptation_state, restart_step_size,
+                                     update_adaptation)
 from ppl.inference.chunks import all_finite, chain_keys, drive
 from ppl.inference.nuts import SamplerResult
 

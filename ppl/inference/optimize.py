@@ -2,7 +2,8 @@
 
 The objective is the log density on the unconstrained space *without* the Jacobian:
 prior + likelihood for MAP (``PARTS_MAP``, the mode in the constrained space, as Stan's
-optimiser) or the likelihood alone for MLE (``PARTS_MLE``).  Each run starts from a
+optimiser) or the likelihood alone for MLE (``PARTS_MLE``); the prior's weight (1 or 0)
+is an argument of the compiled program, so MAP and MLE share it.  Each run starts from a
 Stan-style random point (uniform(-2, 2) on the unconstrained space); ``restarts``
 runs are vmapped in one compiled program and the best is kept.
 
@@ -118,7 +119,8 @@ def adam_run(f: Callable, u0, config: OptimizeConfig) -> Run:
         value, grad = vg(u)
         rel = jnp.abs(value - f_prev) / jnp.maximum(jnp.maximum(jnp.abs(value), jnp.abs(f_prev)), EPS)
         bad = ~(jnp.isfinite(value) & jnp.all(jnp.isfinite(grad)))
-        status = jnp.select([bad, _max_abs(grad) < config.tol_grad, rel < config.adam_tol_rel], [4, 1, 2], 0).astype(jnp.int32)
+        status = jnp.select([bad, _max_abs(grad) < config.tol_grad, rel < config.adam_tol_rel], [4, 1, 2], 0)
+        status = status.astype(jnp.int32)
         return it + config.check_every, u, s, value, status
 
     value0 = f(u0)
@@ -127,8 +129,8 @@ def adam_run(f: Callable, u0, config: OptimizeConfig) -> Run:
     return Run(u, f(u), it, status)
 
 
-def minimize(f_data: Callable, data, starts, config: OptimizeConfig):
-    """Minimise ``f_data(u, data)`` from each row of ``starts`` (vmapped); returns Run of arrays."""
+def minimizer(f_data: Callable, config: OptimizeConfig) -> Callable:
+    """``(starts, data) -> Run`` minimising ``f_data(u, data)`` from each row of ``starts`` (vmapped)."""
     if config.method not in METHODS:
         raise ValueError(f"unknown method {config.method!r}: use one of {', '.join(METHODS)}")
     runner = lbfgs_run if config.method == "lbfgs" else adam_run
@@ -136,11 +138,32 @@ def minimize(f_data: Callable, data, starts, config: OptimizeConfig):
     def one(u0, data):
         return runner(lambda u: f_data(u, data), u0, config)
 
+    return jax.jit(jax.vmap(one, in_axes=(0, None)))
+
+
+def minimize(f_data: Callable, data, starts, config: OptimizeConfig, compiled=None):
+    """Run (compiling unless ``compiled`` is given); returns (Run of numpy arrays, compiled, compile s, run s)."""
     t0 = time.perf_counter()
-    compiled = jax.jit(jax.vmap(one, in_axes=(0, None))).lower(jnp.asarray(starts), data).compile()
+    if compiled is None:
+        compiled = minimizer(f_data, config).lower(jnp.asarray(starts), data).compile()
     t1 = time.perf_counter()
     run = jax.device_get(compiled(jnp.asarray(starts), data))
-    return run, t1 - t0, time.perf_counter() - t1
+    return run, compiled, t1 - t0, time.perf_counter() - t1
+
+
+def objective(lw) -> Callable:
+    """``f((arrays, w), u)``: minus (``w`` * log prior + log likelihood), no Jacobian. ``w`` is an
+    argument, so MAP (w = 1) and MLE (w = 0) share one compiled program."""
+    from ppl.lower import LIKELIHOOD, PRIOR
+
+    def f(u, data):
+        arrays, w = data
+        terms = lw.log_density_terms(u, arrays)
+        prior = sum((v for (part, _), v in terms.items() if part == PRIOR), jnp.zeros(()))
+        lik = sum((v for (part, _), v in terms.items() if part == LIKELIHOOD), jnp.zeros(()))
+        return -(jnp.where(w > 0, w * prior, 0.0) + lik)
+
+    return f
 
 
 def laplace_cov(f: Callable, u):
@@ -239,21 +262,22 @@ def _inputs(lw) -> dict:
 def optimize_model(model, lw, arrays, key, config: OptimizeConfig, *, mle: bool = False, restarts: int = 1,
                    laplace: bool = True, laplace_draws: int = 1000, seed: int = 0) -> OptimizeResult:
     """MAP / MLE of a bound model (see the module docstring)."""
-    from ppl.lower import PARTS_MAP, PARTS_MLE
     from ppl.results import Posterior
     if restarts < 1 or laplace_draws < 0:
         raise ValueError("restarts must be >= 1 and laplace_draws >= 0")
-    parts = PARTS_MLE if mle else PARTS_MAP
     t0 = time.perf_counter()
-    f = lambda u, data: -lw.log_density(u, data, parts)  # noqa: E731
+    f = objective(lw)
+    data = (arrays, jnp.asarray(0.0 if mle else 1.0))
     starts, init_s = model._initial_points(lw, arrays, jax.random.fold_in(key, 1), restarts)
-    run, compile_s, fit_s = minimize(f, arrays, starts, config)
+    name = ("optimize", restarts, config)
+    run, compiled, compile_s, fit_s = minimize(f, data, starts, config, model._compiled.get((id(lw), name)))
+    model._compiled[(id(lw), name)] = compiled
     values = np.where(np.isfinite(run.value), run.value, np.inf)
     best = int(np.argmin(values))
     u, status = np.asarray(run.u[best]), int(run.status[best])
     cov = None
     if not mle and laplace and lw.dim:
-        cov = laplace_cov(lambda x: f(x, arrays), u)
+        cov = laplace_cov(lambda x: f(x, data), u)
     rng = np.random.default_rng([seed, 2])
     n_draws = laplace_draws if cov is not None else 0
     extra = rng.multivariate_normal(u, cov, size=n_draws, method="cholesky") if n_draws else np.zeros((0, lw.dim))

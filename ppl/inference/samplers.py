@@ -9,13 +9,17 @@ ALGORITHMS = ("nuts", "hmc", "mh")
 DEFAULT_TARGET = {"nuts": 0.8, "hmc": 0.8, "mh": 0.234}
 
 
+def check_algorithm(algorithm: str) -> None:
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}: use one of {', '.join(ALGORITHMS)}")
+
+
 def run_mcmc(algorithm: str, logdensity_fn: Callable, data, init, key, *, chains: int, warmup: int, draws: int,
              chunk_size: int, target_accept: Optional[float] = None, max_depth: int = 10, dense_mass: bool = False,
              path_length: Optional[float] = None, num_steps: Optional[int] = None, thin: int = 1,
              callback: Optional[Callable] = None) -> SamplerResult:
     """Run ``algorithm`` on ``logdensity_fn(u, data)`` from ``init`` (chains, dim)."""
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algorithm!r}: use one of {', '.join(ALGORITHMS)}")
+    check_algorithm(algorithm)
     target = DEFAULT_TARGET[algorithm] if target_accept is None else float(target_accept)
     if not 0 < target < 1:
         raise ValueError(f"target_accept must be in (0, 1), got {target}")

@@ -42,7 +42,7 @@ class VIConfig(NamedTuple):
     eval_elbo: int = 100
     tol_rel_obj: float = 0.01
     max_iter: int = 10000
-    decay_steps: float = 0.0      # learning rate * (1 + t / decay_steps)^(-1/2); 0: constant
+    decay_steps: float = 1000.0   # learning rate * (1 + t / decay_steps)^(-1/2); 0: constant
 
 
 class Gaussian(NamedTuple):
@@ -221,7 +221,9 @@ def vi_posterior(model, lw, arrays, key, config: VIConfig, draws: int, seed: int
         t1 = time.perf_counter()
         u, lp, lq = jax.device_get(draw_fn(lw.log_density)(q, k_draw, arrays, draws))
         info["compile_s"] += time.perf_counter() - t1    # includes the (fast) draws
-        extra = {"mean": np.asarray(q.mu).tolist(), "cholesky": np.asarray(cholesky_factor(q)).tolist()}
+        L = np.asarray(cholesky_factor(q))
+        sd = L if L.ndim == 1 else np.sqrt(np.sum(L ** 2, axis=1))
+        extra = {"mean": np.asarray(q.mu).tolist(), "sd": sd.tolist()}    # of q, on the unconstrained space
     out, gen_compile, gen_s = model._outputs(lw, arrays, np.asarray(u)[None], jax.random.fold_in(key, 4))
     stats = {"log_p__": np.asarray(lp)[None], "log_g__": np.asarray(lq)[None]}
     timings = {"compile_s": info["compile_s"] + init_s + gen_compile, "sampling_s": info["fit_s"] + gen_s,
