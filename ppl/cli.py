@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--chains", type=int, default=4)
     s.add_argument("--warmup", type=int, default=1000)
     s.add_argument("--draws", type=int, default=1000)
-    s.add_argument("--algorithm", default="nuts", choices=["nuts", "hmc", "mh"])
+    s.add_argument("--algorithm", default="nuts", choices=["nuts", "hmc", "mh", "gibbs"],
+                   help="nuts (default), hmc, mh, or gibbs (NUTS within exact Gibbs updates of discrete latents)")
     s.add_argument("--target-accept", type=float, default=None, help="default 0.8 (0.234 for mh)")
     s.add_argument("--max-depth", type=int, default=10, help="NUTS tree depth (hmc: at most 2^depth steps)")
     s.add_argument("--dense", action="store_true", help="adapt a dense mass matrix (mh: proposal covariance)")

@@ -100,6 +100,11 @@ class Lowered:
         w = _Walk(self, arrays, DENSITY, u=u, discrete=discrete).run()
         return sum(w.terms.values(), jnp.zeros(()))
 
+    def log_density_gibbs(self, u, arrays_and_discrete):
+        """``log_density_given`` with its two data arguments as one (the sampler's data slot)."""
+        arrays, discrete = arrays_and_discrete
+        return self.log_density_given(u, arrays, discrete)
+
     def draw_discrete(self, key, u, arrays) -> dict:
         """Each summed-out variable drawn from its exact conditional given the state ``u``."""
         w = _Walk(self, arrays, GENERATE, u=u, key=key).run()

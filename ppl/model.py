@@ -72,7 +72,8 @@ class Model:
         """MCMC with Stan-style window adaptation; returns a Posterior.
 
         ``algorithm``: "nuts" (default), "hmc" (static path length: ``path_length``, or a fixed
-        ``num_steps``) or "mh" (random-walk Metropolis). ``target_accept`` defaults to 0.8
+        ``num_steps``), "mh" (random-walk Metropolis) or "gibbs" (NUTS on the continuous
+        parameters interleaved with exact Gibbs updates of the discrete ones, as JAGS and PyMC do). ``target_accept`` defaults to 0.8
         (0.234 for "mh"); ``dense_mass`` adapts a dense mass matrix (proposal covariance for mh)."""
         from .inference.samplers import check_algorithm, run_mcmc
         check_algorithm(algorithm)
@@ -89,10 +90,16 @@ class Model:
             return self._ancestral(lw, arrays, key, chains, draws, kind="posterior")
         t0 = time.perf_counter()
         init, init_compile = self._initial_points(lw, arrays, jax.random.fold_in(key, 1), chains)
-        res = run_mcmc(algorithm, lw.log_density, arrays, init, jax.random.fold_in(key, 2), chains=chains,
+        logdensity, gibbs = lw.log_density, None
+        if algorithm == "gibbs":
+            if not lw.enumerated:
+                raise ValueError("--algorithm gibbs updates discrete latent variables, and this model has none; "
+                                 "use nuts")
+            logdensity, gibbs = lw.log_density_gibbs, lw.draw_discrete
+        res = run_mcmc(algorithm, logdensity, arrays, init, jax.random.fold_in(key, 2), chains=chains,
                        warmup=warmup, draws=draws, chunk_size=chunk_size or _chunk_size(warmup + draws),
                        target_accept=target_accept, max_depth=max_depth, dense_mass=dense_mass,
-                       path_length=path_length, num_steps=num_steps, callback=progress)
+                       path_length=path_length, num_steps=num_steps, callback=progress, gibbs_fn=gibbs)
         t1 = time.perf_counter()
         out, gen_compile, gen_s = self._outputs(lw, arrays, res.positions, jax.random.fold_in(key, 3))
         timings = {"compile_s": res.compile_s + init_compile + gen_compile, "warmup_s": res.warmup_s,

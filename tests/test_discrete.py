@@ -172,3 +172,23 @@ def test_hmm_state_probabilities_match_brute_force():
     zs = np.asarray(jax.vmap(lambda k: lw.generate(k, u, lw.arrays())["z"])(keys))
     freq = zs.mean(axis=0)
     assert np.all(np.abs(freq - marg[:, 1]) < 4 * np.sqrt(marg[:, 1] * (1 - marg[:, 1]) / 3000) + 1e-3)
+
+
+def test_gibbs_and_enumeration_agree():
+    """NUTS within exact Gibbs sweeps of z, and NUTS on the enumerated marginal, give the same
+    posterior for the continuous parameters (MCSE-based tolerance on the difference)."""
+    from mcse import mean_se
+    model = ppl.compile(MIX)
+    enum = model.sample({"y": Y}, chains=2, warmup=300, draws=600, seed=4)
+    gibbs = model.sample({"y": Y}, chains=2, warmup=300, draws=600, seed=4, algorithm="gibbs")
+    assert gibbs.meta["algorithm"] == "gibbs" and gibbs["z"].shape == (2, 600, 50)
+    for name, x, y in [("theta", enum["theta"], gibbs["theta"]), ("mu[0]", enum["mu"][..., 0], gibbs["mu"][..., 0]),
+                       ("mu[1]", enum["mu"][..., 1], gibbs["mu"][..., 1])]:
+        se = np.hypot(mean_se(x), mean_se(y))
+        assert abs(x.mean() - y.mean()) < 4 * se + 1e-3, (name, x.mean(), y.mean(), se)
+
+
+def test_gibbs_needs_discrete_latents():
+    with pytest.raises(ValueError, match="has none"):
+        ppl.compile("mu ~ normal(0, 1)\ny ~ normal(mu, 1)").sample({"y": 1.0}, algorithm="gibbs", chains=1,
+                                                                   warmup=10, draws=10)

@@ -5,8 +5,8 @@ from typing import Callable, Optional
 
 from ppl.inference.nuts import SamplerResult
 
-ALGORITHMS = ("nuts", "hmc", "mh")
-DEFAULT_TARGET = {"nuts": 0.8, "hmc": 0.8, "mh": 0.234}
+ALGORITHMS = ("nuts", "hmc", "mh", "gibbs")
+DEFAULT_TARGET = {"nuts": 0.8, "hmc": 0.8, "mh": 0.234, "gibbs": 0.8}
 
 
 def check_algorithm(algorithm: str) -> None:
@@ -17,7 +17,7 @@ def check_algorithm(algorithm: str) -> None:
 def run_mcmc(algorithm: str, logdensity_fn: Callable, data, init, key, *, chains: int, warmup: int, draws: int,
              chunk_size: int, target_accept: Optional[float] = None, max_depth: int = 10, dense_mass: bool = False,
              path_length: Optional[float] = None, num_steps: Optional[int] = None, thin: int = 1,
-             callback: Optional[Callable] = None) -> SamplerResult:
+             callback: Optional[Callable] = None, gibbs_fn: Optional[Callable] = None) -> SamplerResult:
     """Run ``algorithm`` on ``logdensity_fn(u, data)`` from ``init`` (chains, dim)."""
     check_algorithm(algorithm)
     target = DEFAULT_TARGET[algorithm] if target_accept is None else float(target_accept)
@@ -25,9 +25,10 @@ def run_mcmc(algorithm: str, logdensity_fn: Callable, data, init, key, *, chains
         raise ValueError(f"target_accept must be in (0, 1), got {target}")
     common = dict(chains=chains, warmup=warmup, draws=draws, target_accept=target, chunk_size=chunk_size,
                   dense_mass=bool(dense_mass), thin=thin)
-    if algorithm == "nuts":
+    if algorithm in ("nuts", "gibbs"):       # gibbs: NUTS on the continuous state within exact Gibbs sweeps
         from ppl.inference.nuts import NUTSConfig, sample_nuts
-        return sample_nuts(logdensity_fn, data, init, key, NUTSConfig(max_depth=max_depth, **common), callback)
+        return sample_nuts(logdensity_fn, data, init, key, NUTSConfig(max_depth=max_depth, **common), callback,
+                           gibbs_fn=gibbs_fn if algorithm == "gibbs" else None)
     if algorithm == "hmc":
         from ppl.inference.hmc import HMCConfig, sample_hmc
         extra = {"path_length": float(path_length)} if path_length is not None else {}
