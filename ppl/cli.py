@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--draws", type=int, default=1000)
     s.add_argument("--algorithm", default="nuts", choices=["nuts", "hmc", "mh", "gibbs"],
                    help="nuts (default), hmc, mh, or gibbs (NUTS within exact Gibbs updates of discrete latents)")
+    s.add_argument("--devices", type=int, default=1,
+                   help="split chains across this many devices (on CPU, set XLA_FLAGS="
+                        "--xla_force_host_platform_device_count=N)")
+    s.add_argument("--shard-data", action="store_true", help="with --devices: also split the data by rows")
     s.add_argument("--target-accept", type=float, default=None, help="default 0.8 (0.234 for mh)")
     s.add_argument("--max-depth", type=int, default=10, help="NUTS tree depth (hmc: at most 2^depth steps)")
     s.add_argument("--dense", action="store_true", help="adapt a dense mass matrix (mh: proposal covariance)")
@@ -206,6 +210,7 @@ def cmd_sample(args, caught) -> int:
         post = model.sample(data, chains=args.chains, warmup=args.warmup, draws=args.draws, seed=args.seed,
                             target_accept=args.target_accept, max_depth=args.max_depth, progress=bar,
                             strict=args.strict, algorithm=args.algorithm, dense_mass=args.dense,
+                            devices=args.devices, shard_data=args.shard_data,
                             path_length=args.path_length, num_steps=args.num_steps)
     finally:
         bar.close()

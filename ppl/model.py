@@ -68,12 +68,14 @@ class Model:
                seed: int = 0, target_accept: Optional[float] = None, max_depth: int = 10,
                chunk_size: Optional[int] = None, progress: Optional[Callable] = None, strict: bool = False,
                algorithm: str = "nuts", dense_mass: bool = False, path_length: Optional[float] = None,
-               num_steps: Optional[int] = None) -> Posterior:
+               num_steps: Optional[int] = None, devices: int = 1, shard_data: bool = False) -> Posterior:
         """MCMC with Stan-style window adaptation; returns a Posterior.
 
         ``algorithm``: "nuts" (default), "hmc" (static path length: ``path_length``, or a fixed
         ``num_steps``), "mh" (random-walk Metropolis) or "gibbs" (NUTS on the continuous
-        parameters interleaved with exact Gibbs updates of the discrete ones, as JAGS and PyMC do). ``target_accept`` defaults to 0.8
+        parameters interleaved with exact Gibbs updates of the discrete ones, as JAGS and PyMC do).
+        ``devices`` splits the chains across devices (``jax.sharding``); ``shard_data`` also splits
+        the data arrays along their first axis, for large N. ``target_accept`` defaults to 0.8
         (0.234 for "mh"); ``dense_mass`` adapts a dense mass matrix (proposal covariance for mh)."""
         from .inference.samplers import check_algorithm, run_mcmc
         check_algorithm(algorithm)
@@ -99,7 +101,8 @@ class Model:
         res = run_mcmc(algorithm, logdensity, arrays, init, jax.random.fold_in(key, 2), chains=chains,
                        warmup=warmup, draws=draws, chunk_size=chunk_size or _chunk_size(warmup + draws),
                        target_accept=target_accept, max_depth=max_depth, dense_mass=dense_mass,
-                       path_length=path_length, num_steps=num_steps, callback=progress, gibbs_fn=gibbs)
+                       path_length=path_length, num_steps=num_steps, callback=progress, gibbs_fn=gibbs,
+                       devices=devices, shard_data=shard_data)
         t1 = time.perf_counter()
         out, gen_compile, gen_s = self._outputs(lw, arrays, res.positions, jax.random.fold_in(key, 3))
         timings = {"compile_s": res.compile_s + init_compile + gen_compile, "warmup_s": res.warmup_s,

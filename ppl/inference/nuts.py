@@ -59,6 +59,8 @@ class NUTSConfig(NamedTuple):
     init_step_size: float = 1.0  # start of Stan's step-size heuristic
     dense_mass: bool = False
     thin: int = 1
+    devices: int = 1  # chains split across this many devices (jax.sharding); data replicated or sharded
+    shard_data: bool = False  # also split data arrays along their first axis (large N)
 
 
 class SamplerResult(NamedTuple):
@@ -291,6 +293,8 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
         config.max_depth,
         bool(config.dense_mass),
         jax.config.jax_enable_x64,
+        int(config.devices),
+        bool(config.shard_data),
     )
     if key in _CACHE:
         return _CACHE[key], 0.0
@@ -316,6 +320,31 @@ _STAT_NAMES = {
     "divergent__": "divergent",
     "energy__": "energy",
 }
+
+
+def distribute(carry, data, devices: int, shard_data: bool = False):
+    """Place chains (the leading axis of every state array) across ``devices`` devices; data are
+    replicated, or split along their first axis with ``shard_data`` (XLA then sums the
+    log-likelihood across shards). The compiled chunk follows these placements (SPMD)."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    available = jax.devices()
+    if devices > len(available):
+        raise ValueError(f"{devices} devices requested but only {len(available)} are visible; on CPU set "
+                         f"XLA_FLAGS=--xla_force_host_platform_device_count={devices} before starting Python")
+    chains = jax.tree.leaves(carry)[0].shape[0]
+    if chains % devices:
+        raise ValueError(f"{chains} chains cannot be split evenly across {devices} devices")
+    mesh = Mesh(np.array(available[:devices]), ("d",))
+    by_chain = NamedSharding(mesh, P("d"))
+    carry = jax.tree.map(lambda a: jax.device_put(a, by_chain), carry)
+
+    def place(a):
+        a = np.asarray(a)
+        if shard_data and a.ndim >= 1 and a.shape[0] % devices == 0 and a.shape[0] >= devices:
+            return jax.device_put(a, NamedSharding(mesh, P("d")))
+        return jax.device_put(a, NamedSharding(mesh, P()))
+
+    return carry, jax.tree.map(place, data)
 
 
 def _as_data(data):
@@ -361,6 +390,8 @@ def sample_nuts(
         init_adaptation_state(chains, dim, config.init_step_size, config.dense_mass, dtype),
         _chain_keys(key, chains),
     )
+    if config.devices > 1:
+        carry, data = distribute(carry, data, config.devices, config.shard_data)
     warmup, draws = int(config.warmup), int(config.draws)
     schedule = build_schedule(warmup, draws)
     target = np.asarray(config.target_accept, dtype)
