@@ -95,7 +95,7 @@ def test_fixed_num_steps_and_interrupt_keep_draws(model):
 
 def test_unknown_algorithm(model):
     with pytest.raises(ValueError, match="unknown algorithm"):
-        model.sample(DATA, algorithm="gibbs", chains=1, warmup=10, draws=10)
+        model.sample(DATA, algorithm="slice", chains=1, warmup=10, draws=10)
 
 
 @pytest.mark.slow
