@@ -13,7 +13,7 @@ from . import constraints as C
 from .distributions import DISTRIBUTIONS
 from .errors import DataError, ModelError, did_you_mean
 from .evaluate import Evaluator, check_arity
-from .graph import DATA, DETERMINISTIC, FLAT, STOCHASTIC, Graph
+from .graph import DATA, DETERMINISTIC, FLAT, STOCHASTIC, Graph, dimension_names
 
 # Roles (LANGUAGE.md §2)
 ROLE_DATA, ROLE_OBSERVED, ROLE_LATENT = "data", "observed", "latent"
@@ -48,20 +48,10 @@ def _err(g: Graph, cls, message, span=None, hint=None):
     return cls(message, span, hint=hint, file=g.file, source=g.source)
 
 
-def _dimension_names(g: Graph) -> set:
-    dims = set()
-    for node in g.nodes.values():
-        if node.type is not None:
-            for e in node.type.shape:
-                if isinstance(e, A.Name) and e.id not in g.nodes:
-                    dims.add(e.id)
-    return dims
-
-
 def bind(g: Graph, data: Optional[dict], *, strict: bool = False) -> Binding:
     """Decide roles from the data, validate and convert the data, compute transformed data."""
     data = dict(data or {})
-    dims = _dimension_names(g)
+    dims = dimension_names(g)
     b = Binding(g, {}, {}, {})
     for key in data:
         if key not in g.nodes and key not in dims:

@@ -6,7 +6,7 @@ from . import ast as A
 from . import combinators
 from .distributions import DISTRIBUTIONS
 from .errors import ModelError, did_you_mean
-from .evaluate import check_arity
+from .evaluate import builtin, check_arity
 from .functions import FUNCTIONS
 from .graph import Graph
 
@@ -42,9 +42,56 @@ def check_graph(g: Graph) -> Graph:
             for stmt in uf.definition.body:
                 _check_calls(stmt.value, fns)
             _check_calls(uf.definition.result, fns)
+        _check_inlined_size(g)
     except ModelError as err:
         raise err.located(g.file, g.source) from None
     return g
+
+
+# Functions are inlined where they are called: a chain of functions that each call the next
+# twice grows exponentially. Refuse a model whose inlined expressions exceed this many operations.
+MAX_INLINED_OPERATIONS = 100_000
+
+
+def _check_inlined_size(g: Graph) -> None:
+    fns = g.functions
+    if not fns:
+        return
+    body_cost: dict = {}
+    pending = dict(fns)
+    while pending:                       # callees before callers (functions are not recursive)
+        progress = False
+        for name, uf in list(pending.items()):
+            fn = uf.definition
+            exprs = [st.value for st in fn.body] + [fn.result]
+            if any(c in pending and c != name for e in exprs for c in _user_calls(e, fns)):
+                continue
+            body_cost[name] = sum(_inlined_size(e, fns, body_cost) for e in exprs)
+            del pending[name]
+            progress = True
+        if not progress:
+            return                       # recursion is reported elsewhere
+    exprs = []
+    for node in g.nodes.values():
+        exprs += [(e, node.span) for e in [*_exprs(node), node.dist] if e is not None]
+        exprs += [(e, p.span) for p in node.pieces for e in (p.expr, p.dist) if e is not None]
+    exprs += [(e, f.span) for f in g.factors for e in (f.value, f.dist) if e is not None]
+    for e, span in exprs:
+        size = _inlined_size(e, fns, body_cost)
+        if size > MAX_INLINED_OPERATIONS:
+            raise ModelError(f"this expression grows to {size:,} operations when its functions are inlined "
+                             f"(at most {MAX_INLINED_OPERATIONS:,})", span,
+                             hint="functions are inlined at every call: compute a shared value once "
+                                  "(`y = f(x)`) and reuse it")
+
+
+def _user_calls(expr, fns) -> set:
+    return {e.func for e in A.walk(expr) if isinstance(e, A.Call) and e.func in fns}
+
+
+def _inlined_size(expr, fns, body_cost) -> int:
+    return sum(1 + (body_cost.get(e.func, 0) if isinstance(e, A.Call) and e.func in fns else 0)
+               for e in A.walk(expr))
 
 
 def _exprs(node):
@@ -74,19 +121,12 @@ def _check_calls(expr, fns=None) -> None:
             raise ModelError(f"`{name}(...)` is a distribution; use it on the right of `~`", e.span)
         base = next((name[: -len(s)] for s in _SUFFIXES if name.endswith(s)), None)
         if base in DISTRIBUTIONS:
-            check_arity(DISTRIBUTIONS[base], e.args, e.span, name)
+            params = ", ".join(DISTRIBUTIONS[base].params)
             if e.given is None:
-                raise ModelError(f"`{name}` takes its value before a bar: `{name}(x | ...)`", e.span)
+                raise ModelError(f"`{name}` takes its value before a bar: `{name}(x | {params})`", e.span)
+            want = len(DISTRIBUTIONS[base].params)
+            if len(e.args) != want:
+                raise ModelError(f"`{name}` takes {want} parameter{'s' if want != 1 else ''} after the bar "
+                                 f"({params}), got {len(e.args)}", e.span, hint=f"usage: {name}(x | {params})")
             continue
-        fn = FUNCTIONS.get(name)
-        if fn is None:
-            if name in DISTRIBUTIONS:
-                raise ModelError(f"`{name}` is a distribution, not a function", e.span,
-                                 hint=f"use `x ~ {name}(...)` or `{name}_lpdf(x | ...)`")
-            raise ModelError(f"unknown function `{name}`", e.span,
-                             hint=did_you_mean(name, list(FUNCTIONS) + [d + "_lpdf" for d in DISTRIBUTIONS]))
-        n = len(e.args)
-        if not fn.min_args <= n <= fn.max_args:
-            want = str(fn.min_args) if fn.min_args == fn.max_args else f"{fn.min_args} to {fn.max_args}"
-            raise ModelError(f"`{name}` takes {want} argument{'s' if fn.max_args != 1 else ''}, got {n}", e.span,
-                             hint=f"usage: {fn.doc}" if fn.doc else None)
+        builtin(e)

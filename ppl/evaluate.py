@@ -215,18 +215,8 @@ class Evaluator:
                 return self._density_call(e, name[: -len(suffix)], suffix)
         if e.given is not None:
             raise ModelError(f"`|` is only used in density calls like `normal_lpdf(x | mu, sigma)`", e.span)
-        fn = FUNCTIONS.get(name)
-        if fn is None:
-            if name in DISTRIBUTIONS:
-                raise ModelError(f"`{name}` is a distribution, not a function", e.span,
-                                 hint=f"use `x ~ {name}(...)` or `{name}_lpdf(x | ...)`")
-            raise ModelError(f"unknown function `{name}`", e.span,
-                             hint=did_you_mean(name, list(FUNCTIONS) + [d + "_lpdf" for d in DISTRIBUTIONS]))
+        fn = builtin(e)
         n = len(e.args)
-        if not fn.min_args <= n <= fn.max_args:
-            want = str(fn.min_args) if fn.min_args == fn.max_args else f"{fn.min_args} to {fn.max_args}"
-            raise ModelError(f"`{name}` takes {want} argument{'s' if fn.max_args != 1 else ''}, got {n}", e.span,
-                             hint=f"usage: {fn.doc}" if fn.doc else None)
         args = [self(a) for a in e.args]
         for i in fn.static_args:
             if i < n:
@@ -258,6 +248,24 @@ class Evaluator:
         except (TypeError, ValueError) as err:
             raise ModelError(f"`{e.func}` cannot take shapes {shape_of(x)} | "
                              + ", ".join(str(shape_of(a)) for a in args) + f": {_clean(err)}", e.span) from None
+
+
+def builtin(e: A.Call):
+    """The built-in function a call names, with its argument count checked."""
+    name = e.func
+    fn = FUNCTIONS.get(name)
+    if fn is None:
+        if name in DISTRIBUTIONS:
+            raise ModelError(f"`{name}` is a distribution, not a function", e.span,
+                             hint=f"use `x ~ {name}(...)` or `{name}_lpdf(x | ...)`")
+        raise ModelError(f"unknown function `{name}`", e.span,
+                         hint=did_you_mean(name, list(FUNCTIONS) + [d + "_lpdf" for d in DISTRIBUTIONS]))
+    n = len(e.args)
+    if not fn.min_args <= n <= fn.max_args:
+        want = str(fn.min_args) if fn.min_args == fn.max_args else f"{fn.min_args} to {fn.max_args}"
+        raise ModelError(f"`{name}` takes {want} argument{'s' if fn.max_args != 1 else ''}, got {n}", e.span,
+                         hint=f"usage: {fn.doc}" if fn.doc else None)
+    return fn
 
 
 def check_arity(dist, args, span, name=None) -> None:

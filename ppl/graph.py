@@ -250,7 +250,7 @@ def _add(g: Graph, node: Node) -> None:
 def _link(g: Graph) -> None:
     """Fill in parents; report undefined names with a suggestion."""
     known = set(g.nodes)
-    dims = _dimension_names(g)
+    dims = dimension_names(g)
     for node in g.nodes.values():
         refs = [(r, ()) for r in _type_names(node.type) + _names_in(node.expr)]
         if node.dist is not None:
@@ -290,7 +290,7 @@ def _piece_names(piece: Piece) -> list:
     return _names_in(piece.expr, piece.dist, *bounds, *idx)
 
 
-def _dimension_names(g: Graph) -> set:
+def dimension_names(g: Graph) -> set:
     """Names used only as shape entries of types: dimensions bound from the data."""
     dims = set()
     for node in g.nodes.values():
