@@ -85,6 +85,23 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("-o", "--output", help="the PNG to write (default: FILE with .png)")
     pl.add_argument("--vars", help="comma-separated variables or columns, e.g. mu,tau,theta[0]")
     pl.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    sb = sub.add_parser("sbc", help="simulation-based calibration of NUTS on a model (rank statistics)")
+    sb.add_argument("model", help="the .gm model file")
+    sb.add_argument("--data", "-d", help="fixed data (covariates, sizes); stochastic nodes named there are observed")
+    sb.add_argument("--observed", help="comma-separated nodes to simulate as data (default: the data's stochastic "
+                                       "nodes, else every stochastic node without descendants)")
+    sb.add_argument("--params", help="comma-separated nodes to rank (default: every latent node)")
+    sb.add_argument("--sims", type=int, default=200)
+    sb.add_argument("--draws", type=int, default=100, help="posterior draws kept per fit, after thinning")
+    sb.add_argument("--warmup", type=int, default=200)
+    sb.add_argument("--thin", type=int, default=1)
+    sb.add_argument("--chains", type=int, default=1)
+    sb.add_argument("--bins", type=int, default=None, help="rank histogram bins (default min(20, sims / 10))")
+    sb.add_argument("--seed", type=int, default=0)
+    sb.add_argument("-o", "--output", help="rank histograms to FILE.png (needs matplotlib)")
+    sb.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    sb.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
@@ -338,6 +355,33 @@ def cmd_optimize(args, caught) -> int:
 
 
 COMMANDS.update(vi=cmd_vi, optimize=cmd_optimize)
+
+
+def cmd_sbc(args, caught) -> int:
+    from .sbc import run_sbc
+    model, data = _load(args)
+    split = lambda s: [v.strip() for v in s.split(",") if v.strip()] if s else None  # noqa: E731
+    step = max(1, args.sims // 10)
+
+    def progress(done, total):
+        if not args.quiet and (done % step == 0 or done == total):
+            print(f"sbc: {done}/{total} fits", file=sys.stderr, flush=True)
+
+    res = run_sbc(model, data, sims=args.sims, draws=args.draws, warmup=args.warmup, thin=args.thin,
+                  chains=args.chains, observed=split(args.observed), params=split(args.params), bins=args.bins,
+                  seed=args.seed, progress=progress)
+    _print_warnings(caught)
+    print(res)
+    if args.output:
+        try:
+            res.plot(args.output)
+            print(f"wrote {args.output}", file=sys.stderr)
+        except ImportError as err:
+            print(f"note: no rank histograms: {err}", file=sys.stderr)
+    return 0
+
+
+COMMANDS.update(sbc=cmd_sbc)
 
 
 def run() -> None:

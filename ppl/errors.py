@@ -16,6 +16,9 @@ class Span:
     end_column: Optional[int] = None
 
 
+_MAX_SHOWN = 100     # characters of a source line shown with an error
+
+
 class ModelError(Exception):
     """An error in a model or its data, located in the source text.
 
@@ -55,13 +58,23 @@ class ModelError(Exception):
             where += f":{self.span.line}:{self.span.column}"
         out = [f"{where}: error: {self.message}"]
         if self.span is not None and self.source is not None:
-            lines = self.source.splitlines()
+            lines = self.source.split("\n")       # lines as the parser counts them
             if 1 <= self.span.line <= len(lines):
-                text = lines[self.span.line - 1].expandtabs(1)
+                text = lines[self.span.line - 1].rstrip("\r").expandtabs(1)
                 col = max(self.span.column, 1)
                 width = 1
                 if self.span.end_line == self.span.line and self.span.end_column:
                     width = max(1, self.span.end_column - col)
+                if len(text) > _MAX_SHOWN:          # a window of a long line around the caret
+                    start = max(0, min(col - 1 - _MAX_SHOWN // 3, len(text) - _MAX_SHOWN))
+                    shown = text[start:start + _MAX_SHOWN]
+                    col -= start
+                    if start:
+                        shown, col = "..." + shown, col + 3
+                    if start + _MAX_SHOWN < len(text):
+                        shown += "..."
+                    text, width = shown, max(1, min(width, len(shown) - col + 1))
+                text = "".join(c if c.isprintable() else " " for c in text)
                 out.append(f"    {text}")
                 out.append("    " + " " * (col - 1) + "^" + "~" * (width - 1))
         if self.hint:

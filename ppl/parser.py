@@ -6,7 +6,7 @@ from importlib import resources
 from typing import Optional
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import UnexpectedInput, VisitError
 
 from . import ast as A
 from .errors import ModelError, Span
@@ -78,12 +78,14 @@ class _ToAst(Transformer):
     def number(self, meta, ch):
         text = str(ch[0])
         value = int(text) if text.isdigit() else float(text)
+        if (isinstance(value, int) and value > 2 ** 53) or value == float("inf"):
+            raise ModelError(f"the number `{text}` is too large", _span(ch[0]),
+                             hint="integers go up to 2^53 and reals up to about 1.8e308"
+                             if isinstance(value, int) else "reals go up to about 1.8e308")
         return A.Num(value, _span(ch[0]))
 
     def name(self, meta, ch):
-        tok = ch[0]
-        if str(tok) in KEYWORDS:
-            raise ModelError(f"`{tok}` is a keyword and cannot be used as a name", _span(tok))
+        tok = _not_keyword(ch[0])
         return A.Name(str(tok), _span(tok))
 
     def binary(self, meta, ch):
@@ -153,6 +155,7 @@ class _ToAst(Transformer):
     # ---- statements
     def data_decl(self, meta, ch):
         name, _colon, typ, default = ch
+        _not_keyword(name)
         return A.DataDecl(str(name), typ, default, _span(meta))
 
     def sample_stmt(self, meta, ch):
@@ -179,10 +182,12 @@ class _ToAst(Transformer):
 
     def fn_expr(self, meta, ch):
         name, *params, body = ch
+        _not_keyword(name, *params)
         return A.FnDef(str(name), tuple(str(p) for p in params if p is not None), (), body, _span(meta))
 
     def fn_block(self, meta, ch):
         name, *params, body = ch
+        _not_keyword(name, *params)
         stmts = tuple(body)
         returns = [s for s in stmts if isinstance(s, A.Return)]
         if not returns or not isinstance(stmts[-1], A.Return):
@@ -195,6 +200,7 @@ class _ToAst(Transformer):
 
     def for_stmt(self, meta, ch):
         var, rng, start, stop, body = ch
+        _not_keyword(var)
         if str(rng) != "range":
             raise ModelError(f"a loop runs over `range(a, b)`, not `{rng}(...)`", _span(rng))
         return A.For(str(var), start, stop, tuple(body), _span(meta))
@@ -209,65 +215,21 @@ class _ToAst(Transformer):
         return [c for c in ch if c is not None]
 
 
+def _not_keyword(tok, *more):
+    for t in (tok, *more):
+        if t is not None and str(t) in KEYWORDS:
+            raise ModelError(f"`{t}` is a keyword and cannot be used as a name", _span(t),
+                             hint=f"rename it, e.g. `{t}_`")
+    return tok
+
+
 def _expr_span(e) -> Span:
     return getattr(e, "span", None) or Span(1, 1)
 
 
-_TOKEN_TEXT = {
-    "_NL": "end of line", "$END": "end of file", "NAME": "a name", "NUMBER": "a number",
-    "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`", "RSQB": "`]`", "LBRACE": "`{`", "RBRACE": "`}`",
-    "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`", "TILDE": "`~`", "PLUSEQ": "`+=`", "SEMI": "`;`",
-    "PLUS": "`+`", "MINUS": "`-`", "MULOP": "an operator", "POW": "`^`", "COMPOP": "a comparison",
-    "LANGLE": "`<`", "RANGLE": "`>`", "BAR": "`|`", "QUOTE": "`'`", "BANG": "`!`",
-}
-
-
-def _describe(tok: Token) -> str:
-    if tok.type == "$END":
-        return "end of file"
-    if tok.type == "_NL":
-        return "end of line"
-    return f"`{tok.value}`"
-
-
 def _syntax_error(err: UnexpectedInput, text: str) -> ModelError:
-    line, col = getattr(err, "line", 1) or 1, getattr(err, "column", 1) or 1
-    if isinstance(err, UnexpectedCharacters):
-        ch = text.splitlines()[line - 1][col - 1] if line - 1 < len(text.splitlines()) else "?"
-        hint = None
-        if ch == '"' or ch == "'":
-            hint = "GM has no strings"
-        return ModelError(f"unexpected character `{ch}`", Span(line, col), hint=hint)
-    if isinstance(err, UnexpectedToken):
-        tok = err.token
-        if tok.type == "$END":
-            lines = text.rstrip().splitlines() or [""]
-            line, col = len(lines), len(lines[-1]) + 1
-        expected = sorted({_TOKEN_TEXT.get(t, f"`{t.lower()}`" if t.lower() in KEYWORDS else t)
-                           for t in err.expected if not t.startswith("__")})
-        msg = f"unexpected {_describe(tok)}"
-        hint = _hint_for(tok, err.expected)
-        if expected and len(expected) <= 6:
-            msg += "; expected " + ", ".join(expected)
-        return ModelError(msg, Span(line, col, line, col + max(len(str(tok.value)), 1) if tok.type != "_NL" else None),
-                          hint=hint)
-    if isinstance(err, UnexpectedEOF):
-        lines = text.rstrip().splitlines() or [""]
-        return ModelError("unexpected end of file", Span(len(lines), len(lines[-1]) + 1),
-                          hint="a bracket or a statement is not finished")
-    return ModelError(str(err), Span(line, col))
-
-
-def _hint_for(tok: Token, expected) -> Optional[str]:
-    if tok.type in ("$END", "_NL") and ("RPAR" in expected or "RSQB" in expected):
-        return "a bracket is not closed"
-    if tok.type in ("$END", "_NL"):
-        return "the statement is incomplete"
-    if tok.type == "EQUAL" and "TILDE" in expected:
-        return "use `~` for a distribution and `=` for a definition"
-    if tok.type == "NAME" and tok.value in TYPE_NAMES:
-        return "a type follows a colon: `name: real[N]`"
-    return None
+    from .parse_errors import syntax_error      # messages for common mistakes: grammar/syntax_errors.py
+    return syntax_error(err, text, _lark().parse)
 
 
 def parse(text: str, file: Optional[str] = None) -> A.Program:
@@ -277,14 +239,48 @@ def parse(text: str, file: Optional[str] = None) -> A.Program:
     except UnexpectedInput as err:
         raise _syntax_error(err, text).located(file, text) from None
     except RecursionError:
-        raise ModelError("the model is nested too deeply to parse", Span(1, 1)).located(file, text) from None
+        raise ModelError("the model is nested too deeply to parse", Span(1, 1), hint=_TOO_DEEP).located(file, text) from None
     try:
         statements = _ToAst().transform(tree)
     except VisitError as err:
         inner = err.orig_exc
         if isinstance(inner, ModelError):
             raise inner.located(file, text) from None
+        if isinstance(inner, RecursionError):
+            raise ModelError("the model is nested too deeply to parse", Span(1, 1), hint=_TOO_DEEP).located(file, text) from None
         raise
     except RecursionError:
-        raise ModelError("the model is nested too deeply to parse", Span(1, 1)).located(file, text) from None
+        raise ModelError("the model is nested too deeply to parse", Span(1, 1), hint=_TOO_DEEP).located(file, text) from None
+    _check_nesting(statements, file, text)
     return A.Program(statements, file=file, source=text)
+
+
+_TOO_DEEP = "split deep expressions into named intermediate definitions"
+
+# Later passes (graph, evaluation, tracing) recurse over expressions: keep them far from
+# Python's recursion limit. An array literal's nesting is its rank (NumPy allows 64).
+MAX_NESTING = 100
+MAX_ARRAY_RANK = 32
+
+
+def _check_nesting(statements, file, text) -> None:
+    stack = [(s, 1) for s in statements]
+    while stack:
+        node, depth = stack.pop()
+        if node is None or isinstance(node, (str, int, float, Span)):
+            continue
+        if depth > MAX_NESTING:
+            span = getattr(node, "span", None) or Span(1, 1)
+            raise ModelError(f"this is nested too deeply (more than {MAX_NESTING} levels)", span,
+                             hint=_TOO_DEEP).located(file, text)
+        if isinstance(node, A.ArrayLit):
+            rank, inner = 1, node
+            while inner.items and isinstance(inner.items[0], A.ArrayLit):
+                rank, inner = rank + 1, inner.items[0]
+                if rank > MAX_ARRAY_RANK:
+                    raise ModelError(f"an array literal nested more than {MAX_ARRAY_RANK} deep", node.span,
+                                     hint=f"arrays have at most {MAX_ARRAY_RANK} axes").located(file, text)
+        if isinstance(node, (tuple, list)):
+            stack += [(c, depth) for c in node]
+        elif hasattr(node, "__dataclass_fields__"):
+            stack += [(getattr(node, f), depth + 1) for f in node.__dataclass_fields__ if f != "span"]
