@@ -77,9 +77,10 @@ def bind(g: Graph, data: Optional[dict], *, strict: bool = False) -> Binding:
     if missing:
         first = g.nodes[missing[0]]
         names = ", ".join(f"`{m}`" for m in missing)
-        raise _err(g, DataError, f"no data for {names}", first.span,
-                   hint="supply it in the data file, or give a default: "
-                        f"`data {missing[0]}: ... = VALUE`")
+        near = did_you_mean(missing[0], [k for k in data if k not in g.nodes and k not in dims])
+        hint = (f"the data has a key that looks like it: {near}" if near else
+                f"supply it in the data file, or give a default: `data {missing[0]}: ... = VALUE`")
+        raise _err(g, DataError, f"no data for {names}", first.span, hint=hint)
     dim_sources = {}
     for key in dims & set(data):
         value = _scalar_int(g, key, data[key])
@@ -123,9 +124,17 @@ def _mark_generated(g, b):
 
 
 def _scalar_int(g, key, value) -> int:
-    arr = np.asarray(value)
-    if arr.ndim != 0 or not np.issubdtype(arr.dtype, np.number) or arr != np.round(arr):
-        raise _err(g, DataError, f"data `{key}` is used as a dimension and must be a whole number, got {value!r}")
+    try:
+        arr = np.asarray(value, dtype=float)
+        ok = arr.ndim == 0 and np.isfinite(arr) and arr == np.round(arr) and arr >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        use = next((e for n in g.nodes.values() if n.type is not None for e in n.type.shape
+                    if isinstance(e, A.Name) and e.id == key), None)
+        raise _err(g, DataError, f"data `{key}` is used as a dimension and must be a whole number >= 0, "
+                   f"got {value!r}", use.span if use is not None else None,
+                   hint=f"fix `{key}` in the data file")
     return int(arr)
 
 
@@ -190,6 +199,11 @@ def _take(g, b, node, value, dim_sources):
     if node.type is not None:
         _check_declared_shape(g, b, node, arr, dim_sources)
         _check_declared_bounds(g, b, node, arr)
+        if node.type.base in STRUCTURED:
+            ok = np.asarray(getattr(C, node.type.base).check(arr))
+            if not np.all(ok):
+                raise _err(g, DataError, f"data `{node.name}` is not a valid {node.type.base.replace('_', ' ')}",
+                           node.type.span, hint="fix the data or the declared type")
     if node.kind == DATA and node.type is not None and node.type.base == "int" and arr.ndim == 0:
         b.static[node.name] = int(arr)
     else:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from . import ast as A
 from . import combinators
 from .distributions import DISTRIBUTIONS
-from .errors import ModelError, did_you_mean
+from .errors import ModelError
 from .evaluate import builtin, check_arity
-from .functions import FUNCTIONS
 from .graph import Graph
 
 _SUFFIXES = ("_lpdf", "_lpmf", "_lcdf", "_lccdf")
@@ -49,8 +48,10 @@ def check_graph(g: Graph) -> Graph:
 
 
 # Functions are inlined where they are called: a chain of functions that each call the next
-# twice grows exponentially. Refuse a model whose inlined expressions exceed this many operations.
+# twice grows exponentially, and a long chain of calls nests deeply (evaluation recurses over
+# expressions). Refuse a model whose inlined expressions exceed these sizes.
 MAX_INLINED_OPERATIONS = 100_000
+MAX_INLINED_DEPTH = 150
 
 
 def _check_inlined_size(g: Graph) -> None:
@@ -58,6 +59,7 @@ def _check_inlined_size(g: Graph) -> None:
     if not fns:
         return
     body_cost: dict = {}
+    body_depth: dict = {}
     pending = dict(fns)
     while pending:                       # callees before callers (functions are not recursive)
         progress = False
@@ -67,6 +69,7 @@ def _check_inlined_size(g: Graph) -> None:
             if any(c in pending and c != name for e in exprs for c in _user_calls(e, fns)):
                 continue
             body_cost[name] = sum(_inlined_size(e, fns, body_cost) for e in exprs)
+            body_depth[name] = max(_inlined_depth(e, fns, body_depth) for e in exprs)
             del pending[name]
             progress = True
         if not progress:
@@ -83,10 +86,45 @@ def _check_inlined_size(g: Graph) -> None:
                              f"(at most {MAX_INLINED_OPERATIONS:,})", span,
                              hint="functions are inlined at every call: compute a shared value once "
                                   "(`y = f(x)`) and reuse it")
+        depth = _inlined_depth(e, fns, body_depth)
+        if depth > MAX_INLINED_DEPTH:
+            raise ModelError(f"this expression nests {depth} levels deep when its functions are inlined "
+                             f"(at most {MAX_INLINED_DEPTH})", span,
+                             hint="shorten the chain of functions calling functions, or compute intermediate "
+                                  "values as named nodes")
 
 
 def _user_calls(expr, fns) -> set:
     return {e.func for e in A.walk(expr) if isinstance(e, A.Call) and e.func in fns}
+
+
+def _inlined_depth(expr, fns, body_depth) -> int:
+    deepest, stack = 0, [(expr, 1)]
+    while stack:
+        e, d = stack.pop()
+        if e is None:
+            continue
+        if isinstance(e, A.Call) and e.func in fns:
+            deepest = max(deepest, d + body_depth.get(e.func, 0))
+        deepest = max(deepest, d)
+        stack += [(c, d + 1) for c in _children(e)]
+    return deepest
+
+
+def _children(e) -> list:
+    if isinstance(e, (A.Unary, A.Transpose)):
+        return [e.operand]
+    if isinstance(e, A.Binary):
+        return [e.left, e.right]
+    if isinstance(e, A.Call):
+        return [*e.args, e.given]
+    if isinstance(e, A.Index):
+        return [e.base] + [x for i in e.indices for x in ((i.lower, i.upper) if isinstance(i, A.Slice) else (i,))]
+    if isinstance(e, A.ArrayLit):
+        return list(e.items)
+    if isinstance(e, A.IfElse):
+        return [e.cond, e.then, e.other]
+    return []
 
 
 def _inlined_size(expr, fns, body_cost) -> int:

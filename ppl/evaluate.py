@@ -6,6 +6,7 @@ density and samplers. Errors are raised as ModelError at the sub-expression that
 """
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any, Optional
 
@@ -19,6 +20,8 @@ from .errors import ModelError, did_you_mean
 from .functions import FUNCTIONS
 
 _DENSITY_SUFFIXES = ("_lpdf", "_lpmf", "_lcdf", "_lccdf")
+MAX_SIZE = 100_000_000      # elements in an array a model builds (zeros, ones, rep, identity, ...)
+_AXIS_FUNCTIONS = ("sum", "mean", "sd", "variance", "prod", "min", "max", "log_sum_exp")  # static arg = axis
 
 
 def is_concrete(v) -> bool:
@@ -221,6 +224,10 @@ class Evaluator:
         for i in fn.static_args:
             if i < n:
                 args[i] = static_int(args[i], f"argument {i + 1} of `{name}`", _span(e.args[i]))
+        sizes = [args[i] for i in fn.static_args if i < n and name not in _AXIS_FUNCTIONS]
+        if sizes and (min(sizes) < 0 or math.prod(sizes) > MAX_SIZE):
+            raise ModelError(f"`{name}` would build an array of {' x '.join(map(str, sizes))} elements; sizes "
+                             f"must be >= 0 and at most {MAX_SIZE:,} elements in all", e.span)
         try:
             return fn.fn(*args)
         except ModelError:

@@ -316,6 +316,8 @@ class _Walk:
         if t is not None and (t.lower is not None or t.upper is not None) and not dist.discrete and not event:
             return self._draw_truncated(node, dist, args, batch, key)
         try:
+            if t is not None and t.base in ("ordered", "positive_ordered"):
+                return _draw_ordered(dist, args, batch, event, key, positive=t.base == "positive_ordered")
             return dist.sample(key, batch, *args, event_shape=event)
         except (TypeError, ValueError) as err:
             raise ModelError(f"cannot draw `{node.name}` from `{dist.name}` with argument shapes "
@@ -377,6 +379,10 @@ class _Walk:
     def batch_event(self, dist, args, span):
         """Batch shape (broadcast of the arguments) and event shape of one draw."""
         shapes = [tuple(np.shape(a)) for a in args]
+        for param, shape, d in zip(dist.params, shapes, dist.param_event_dims):
+            if len(shape) < d:
+                raise ModelError(f"`{param}` of `{dist.name}` must be a {'vector' if d == 1 else 'matrix'}, "
+                                 f"got shape {shape}", span)
         try:
             batches = [s[: len(s) - d] if d else s for s, d in zip(shapes, dist.param_event_dims)]
             batch = tuple(np.broadcast_shapes(*batches)) if batches else ()
@@ -449,8 +455,43 @@ class _Walk:
         if t is not None and (t.lower is not None or t.upper is not None):
             lo = self.ev(t.lower) if t.lower is not None else None
             hi = self.ev(t.upper) if t.upper is not None else None
-            c = C.narrow(c, lo, hi)
+            try:
+                c = C.narrow(c, lo, hi)
+            except ValueError:
+                raise ModelError(f"`{node.name}` takes values in a {c.kind.replace('_', ' ')}, which bounds "
+                                 "cannot narrow", t.span, hint="remove the bounds from the declaration") from None
         return c
+
+
+def _draw_ordered(dist, args, batch, event, key, positive, tries=1000):
+    """A draw of `x: ordered[K] ~ D(...)`: D restricted to increasing vectors (and to positive
+    ones for positive_ordered), as the density defines it. Sorting iid draws is exact when the
+    K elements are exchangeable (scalar arguments); otherwise draws are rejected until ordered."""
+    shape = tuple(batch) + tuple(event)
+    exchangeable = all(np.ndim(a) == 0 for a in args)
+
+    def propose(k):
+        x = dist.sample(k, shape, *args, event_shape=event)
+        return jnp.sort(x, axis=-1) if exchangeable else x
+
+    def ok(x):
+        good = jnp.all(jnp.diff(x, axis=-1) > 0, axis=-1)
+        return good & jnp.all(x > 0, axis=-1) if positive else good
+
+    def cond(state):
+        i, _, x = state
+        return (i < tries) & ~jnp.all(ok(x))
+
+    def body(state):
+        i, k, x = state
+        k, sub = jax.random.split(k)
+        fresh = propose(sub)
+        keep = ok(x)[..., None]
+        return i + 1, k, jnp.where(keep, x, fresh)
+
+    k0, k1 = jax.random.split(key)
+    _, _, x = jax.lax.while_loop(cond, body, (0, k1, propose(k0)))
+    return x
 
 
 def _placeholder(key, shape, discrete):

@@ -32,7 +32,6 @@ HEAD = re.compile(r"^(?P<file>[\w.]+):(?P<line>\d+):(?P<col>\d+): error: \S")
 UNLOCATED = {
     "data_file_extension": "the file as a whole is refused",
     "data_unused_key_strict": "gap: the key could be located in the data file",
-    "data_dimension_not_integer": "gap: the dimension could be located at its first use in a type",
 }
 
 

@@ -60,7 +60,7 @@ CASES = [
     ("observed-shape", "mu: real[3] ~ normal(0, 1)\ny ~ normal(mu, 1)", {"y": [1.0, 2.0]}, "2:5",
      "`y` has shape (2,) but `normal` has arguments of shapes (3,), ()", None),
     ("missing-data", "data y: real[N]\nm ~ normal(0, 1)\ny ~ normal(m, 1)", {"Y": [1, 2]}, "1:1",
-     "no data for `y`", "give a default"),
+     "no data for `y`", "did you mean `Y`?"),
     ("nan-data", "data y: real[N]\nm ~ normal(0, 1)\ny ~ normal(m, 1)", {"y": [1.0, math.nan]}, "1:1",
      "data `y[1]` is NaN", "impute"),
     ("negative-count", "lam ~ gamma(1, 1)\nk ~ poisson(lam)", {"k": [1, -2]}, "2:1",

@@ -151,9 +151,6 @@ def test_sbc_nuts_is_calibrated(name):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="reported: the prior simulator ignores a declared `ordered` constraint "
-                                       "(draws of `mu: ordered[2] ~ normal(0, 3)` are not sorted), so the "
-                                       "simulated truths do not follow the model's density")
 def test_sbc_mixture_with_ordered_locations():
     text = ("data N: int\nmu: ordered[2] ~ normal(0, 3)\nsigma ~ half_normal(1)\ntheta ~ beta(5, 5)\n"
             "y: real[N] ~ mixture([theta, 1 - theta], normal(mu, sigma))\n")
