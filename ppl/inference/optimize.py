@@ -242,11 +242,14 @@ def _estimated_names(lw) -> list:
     """Latent and deterministic outputs that do not depend on a generated node."""
     from ppl.binding import ROLE_DETERMINISTIC, ROLE_GENERATED, ROLE_LATENT
     roles, g = lw.binding.roles, lw.graph
-    random = {n for n in lw.output_names if roles[n] == ROLE_GENERATED}
+    # generated nodes, and summed-out discrete latents (with their `.prob`): drawn afresh when the fit
+    # generates new data, so none of them is an estimate
+    random = {n for n in lw.output_names if roles.get(n) == ROLE_GENERATED or n not in g.nodes}
+    random |= set(lw.enumerated)
     for n in g.order:
         if roles[n] == ROLE_DETERMINISTIC and any(p in random for p in g.nodes[n].parents):
             random.add(n)
-    return [n for n in lw.output_names if roles[n] in (ROLE_LATENT, ROLE_DETERMINISTIC) and n not in random]
+    return [n for n in lw.output_names if roles.get(n) in (ROLE_LATENT, ROLE_DETERMINISTIC) and n not in random]
 
 
 def _inputs(lw) -> dict:
@@ -291,7 +294,7 @@ def optimize_model(model, lw, arrays, key, config: OptimizeConfig, *, mle: bool 
         draws = Posterior({n: v[:, 1:] for n, v in out.items()}, {}, kind="laplace",
                           meta={"dims": model._dims(lw), "roles": dict(lw.binding.roles)})
     from ppl.binding import ROLE_LATENT
-    params = [n for n in names if lw.binding.roles[n] == ROLE_LATENT]
+    params = [n for n in names if lw.binding.roles.get(n) == ROLE_LATENT]
     converged = status in (1, 2, 3)
     message = STATUS[status] + ("" if cov is not None or mle or not laplace or not lw.dim
                                 else "; the Hessian is not positive definite, so there is no Laplace sd")
