@@ -52,8 +52,9 @@ def bernoulli_lpmf(x, p):
 
 
 def bernoulli_logit_lpmf(x, a):
-    a = as_float(a)
-    return _bernoulli_lp(x, log_sigmoid(a), log_sigmoid(-a))
+    # x * a - softplus(a) is log p(x) for x in {0, 1}: one softplus instead of two log-sigmoids
+    a, x = as_float(a), as_float(x)
+    return mask((x == 0) | (x == 1), x * a - jax.nn.softplus(a))
 
 
 def bernoulli_cdfs(x, p):
