@@ -105,8 +105,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stop_on_terminate() -> None:
+    """A kill signal (SIGTERM) stops sampling like Ctrl-C: the draws made so far are written."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    _stop_on_terminate()
     if args.command is None:
         _parser().print_help()
         return EXIT_USAGE

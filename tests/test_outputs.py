@@ -221,7 +221,8 @@ def test_real_fit_to_arviz_matches_our_summary(es_fit):
 
 
 # ------------------------------------------------------------------ Ctrl-C
-def test_ctrl_c_writes_the_draws_so_far(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_writes_the_draws_so_far(tmp_path, stop):
     out = tmp_path / "out.csv"
     cmd = [sys.executable, "-m", "ppl.cli", "sample", ES_MODEL, "--data", ES_DATA,
            "--draws", "200000", "-o", str(out)]
@@ -237,7 +238,7 @@ def test_ctrl_c_writes_the_draws_so_far(tmp_path):
                 break
         assert seen and seen[-1].startswith("sampling:"), "".join(seen)
         assert "Ctrl-C stops and keeps the draws made so far" in seen[-1]
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
