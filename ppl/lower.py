@@ -380,7 +380,7 @@ class _Walk:
         """Batch shape (broadcast of the arguments) and event shape of one draw."""
         shapes = [tuple(np.shape(a)) for a in args]
         for param, shape, d in zip(dist.params, shapes, dist.param_event_dims):
-            if len(shape) < d:
+            if len(shape) < d and dist.name in DISTRIBUTIONS:     # combinators broadcast scalars
                 raise ModelError(f"`{param}` of `{dist.name}` must be a {'vector' if d == 1 else 'matrix'}, "
                                  f"got shape {shape}", span)
         try:
