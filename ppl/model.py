@@ -181,8 +181,11 @@ class Model:
                          timings={"compile_s": t2 - t0, "sampling_s": t3 - t2, "total_s": t3 - t0},
                          meta={"dims": self._dims(lw), "roles": dict(lw.binding.roles), "trace_s": t1 - t0})
 
-    def _initial_points(self, lw, arrays, key, chains, tries: int = 100):
-        """Stan's initialisation: uniform(-2, 2) on the unconstrained space, retried until finite."""
+    def _initial_points(self, lw, arrays, key, chains, tries: int = 100, best_of: int = 4):
+        """Stan's initialisation: uniform(-2, 2) on the unconstrained space, retried until finite;
+        each chain starts at the most probable of its first ``best_of`` finite points, which keeps
+        chains out of regions where the density is finite but astronomically small (an explosive
+        recurrence, say) without pulling them all to one mode."""
         t0 = time.perf_counter()
         check = self._compiled_fn(lw, "init", lambda: jax.jit(jax.vmap(
             jax.value_and_grad(lw.log_density), in_axes=(0, None))))
@@ -195,10 +198,11 @@ class Model:
         if not ok.any():
             raise self._init_failure(lw, arrays, cand[0, 0])
         good = cand[ok]
+        lp = np.asarray(lp).reshape(tries, chains)
         out = np.empty((chains, lw.dim))
         for c in range(chains):
-            rows = np.nonzero(ok[:, c])[0]
-            out[c] = cand[rows[0], c] if rows.size else good[c % len(good)]
+            rows = np.nonzero(ok[:, c])[0][:best_of]
+            out[c] = cand[rows[np.argmax(lp[rows, c])], c] if rows.size else good[c % len(good)]
         return out, t1 - t0
 
     def _init_failure(self, lw, arrays, u) -> ModelError:
