@@ -415,7 +415,7 @@ def render(doc: dict) -> str:
     args = _SettingsView(s)
     load = doc["load"]
     lines = ["# ppl benchmark results", "",
-             f"Reproduce: `{doc['command']}`", "",
+             f"Reproduce: `{doc['command']}`", ""] + ([f"({doc['note']})", ""] if doc.get("note") else []) + [
              f"- {doc['finished']}; ppl {env['ppl_commit']}{' (with uncommitted changes in ppl/)' if env['ppl_dirty'] else ''}; "
              f"jax {env['versions']['jax']}, numpyro {env['versions']['numpyro']}, blackjax {env['versions']['blackjax']}, "
              f"pystan {env['versions']['pystan'] or 'not installed'}; Python {env['python']}",

@@ -271,7 +271,8 @@ def optimize_model(model, lw, arrays, key, config: OptimizeConfig, *, mle: bool 
     t0 = time.perf_counter()
     f = objective(lw)
     data = (arrays, jnp.asarray(0.0 if mle else 1.0))
-    starts, init_s = model._initial_points(lw, arrays, jax.random.fold_in(key, 1), restarts)
+    # plain Stan inits (no best-of-k): restarts of an optimiser gain from diverse starting points
+    starts, init_s = model._initial_points(lw, arrays, jax.random.fold_in(key, 1), restarts, best_of=1)
     name = ("optimize", restarts, config)
     run, compiled, compile_s, fit_s = minimize(f, data, starts, config, model._compiled.get((id(lw), name)))
     model._compiled[(id(lw), name)] = compiled

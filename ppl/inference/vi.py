@@ -210,7 +210,7 @@ def vi_posterior(model, lw, arrays, key, config: VIConfig, draws: int, seed: int
     if config.family not in FAMILIES:
         raise ValueError(f"unknown family {config.family!r}: use one of {', '.join(FAMILIES)}")
     t0 = time.perf_counter()
-    u0, init_s = model._initial_points(lw, arrays, jax.random.fold_in(key, 1), 1)
+    u0, init_s = model._initial_points(lw, arrays, jax.random.fold_in(key, 1), 1, best_of=1)
     k_fit, k_draw = jax.random.fold_in(key, 2), jax.random.fold_in(key, 3)
     if config.family == "pathfinder":
         (u, lp, lq), info = fit_pathfinder(lw.log_density, arrays, u0[0], k_fit, draws,
