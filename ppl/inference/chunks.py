@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl.inference.adaptation import build_schedule, pad_schedule
-from ppl.inference.nuts import Progress, make_chunk_fn, run_chunked
+from ppl.inference.nuts import (Progress, all_finite, as_data, chain_keys, make_chunk_fn,  # noqa: F401
+                               run_chunked, signature)
 
 __all__ = ["ChunkedRun", "compiled_chunk", "drive", "as_data", "chain_keys", "all_finite",
            "compile_count", "clear_cache"]
@@ -44,28 +45,6 @@ def compile_count() -> int:
 
 def clear_cache() -> None:
     _CACHE.clear()
-
-
-def signature(tree):
-    leaves, treedef = jax.tree.flatten(tree)
-    return treedef, tuple((tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves)
-
-
-def as_data(data):
-    return jax.tree.map(lambda x: x if isinstance(x, (jax.Array, np.ndarray)) else np.asarray(x), data)
-
-
-def chain_keys(key, chains: int) -> np.ndarray:
-    """``chains`` raw uint32 keys split from ``key`` (typed or raw)."""
-    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.key_data(key)
-    return np.asarray(jax.random.split(key, chains))
-
-
-def all_finite(tree):
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-    return jnp.stack(leaves).all() if leaves else jnp.bool_(True)
 
 
 def compiled_chunk(tag: str, build: Callable, logdensity_fn, data, carry, rows, params, static: tuple):

@@ -184,7 +184,7 @@ def run_chunked(
 # ----------------------------------------------------------------------------------
 
 
-def _all_finite(tree):
+def all_finite(tree):
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
     return jnp.stack(leaves).all() if leaves else jnp.bool_(True)
 
@@ -229,7 +229,7 @@ def make_nuts_step(logdensity_fn: Callable, max_depth: int, dense: bool, gibbs_f
         )
         eps, imm = adapt.step_size, adapt.mm.inverse_mass_matrix
         proposal, info = kernel(k_trans, state.hmc, ld, eps, imm, max_depth)
-        ok = _all_finite(proposal)
+        ok = all_finite(proposal)
         new_hmc = jax.tree.map(lambda n, o: jnp.where(ok, n, o), proposal, state.hmc)
         accept = jnp.where(ok & jnp.isfinite(info.acceptance_rate), info.acceptance_rate, 0.0)
         accept = accept.astype(eps.dtype)
@@ -275,7 +275,7 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def _signature(tree):
+def signature(tree):
     leaves, treedef = jax.tree.flatten(tree)
     return treedef, tuple((tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves)
 
@@ -285,7 +285,7 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
     key = (
         logdensity_fn,
         gibbs_fn,
-        _signature(data),
+        signature(data),
         chains,
         dim,
         str(carry.hmc.position.dtype),
@@ -347,11 +347,11 @@ def distribute(carry, data, devices: int, shard_data: bool = False):
     return carry, jax.tree.map(place, data)
 
 
-def _as_data(data):
+def as_data(data):
     return jax.tree.map(lambda x: x if isinstance(x, (jax.Array, np.ndarray)) else np.asarray(x), data)
 
 
-def _chain_keys(key, chains):
+def chain_keys(key, chains):
     key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.key_data(key)
@@ -383,12 +383,12 @@ def sample_nuts(
         raise ValueError(f"init_positions must have shape (chains={config.chains}, dim), got {pos.shape}")
     chains, dim = pos.shape
     dtype = pos.dtype
-    data = _as_data(data)
+    data = as_data(data)
 
     carry = NUTSChainState(
         hmc.HMCState(pos, np.zeros(chains, dtype), np.zeros_like(pos)),
         init_adaptation_state(chains, dim, config.init_step_size, config.dense_mass, dtype),
-        _chain_keys(key, chains),
+        chain_keys(key, chains),
     )
     if config.devices > 1:
         carry, data = distribute(carry, data, config.devices, config.shard_data)
