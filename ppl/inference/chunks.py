@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl.inference.adaptation import build_schedule, pad_schedule
-from ppl.inference.nuts import (Progress, all_finite, as_data, chain_keys, make_chunk_fn,  # noqa: F401
+from ppl.inference.nuts import (ChunkRecorder, all_finite, as_data, chain_keys, make_chunk_fn,  # noqa: F401
                                run_chunked, signature)
 
 __all__ = ["ChunkedRun", "compiled_chunk", "drive", "as_data", "chain_keys", "all_finite",
@@ -76,37 +76,13 @@ def drive(tag: str, build: Callable, logdensity_fn, data, carry, params, *, warm
     schedule = build_schedule(warmup, draws) if schedule is None else schedule
     compiled, compile_s = compiled_chunk(tag, build, logdensity_fn, data, carry,
                                          pad_schedule(schedule, 0, chunk_size), params, static)
-    kept: list = []
-    counts = {"warmup_div": 0, "sampling_div": 0, "warmup_s": 0.0, "sampling_s": 0.0}
-    t_start = time.perf_counter()
-
-    def on_chunk(start, n_valid, outs, seconds):
-        n_warm = max(0, min(n_valid, warmup - start))
-        div = getattr(outs, "divergent", None)
-        if div is not None:
-            div = np.asarray(div)
-            counts["warmup_div"] += int(div[:, :n_warm].sum())
-            counts["sampling_div"] += int(div[:, n_warm:n_valid].sum())
-        counts["warmup_s"] += seconds * n_warm / n_valid
-        counts["sampling_s"] += seconds * (n_valid - n_warm) / n_valid
-        if n_valid > n_warm:
-            idx = np.arange(start + n_warm, start + n_valid)
-            sel = idx[(idx - warmup) % thin == 0] - start
-            kept.append(jax.tree.map(lambda a: a[:, sel], outs))
-        if callback is not None:
-            done = start + n_valid
-            sampling = done > warmup or warmup == 0
-            callback(Progress(iteration=done, total=warmup + draws, phase="sampling" if sampling else "warmup",
-                              divergences=counts["sampling_div"] if sampling else counts["warmup_div"],
-                              elapsed_s=time.perf_counter() - t_start))
-
+    record = ChunkRecorder(warmup, draws, thin, callback)
     run = lambda c, rows: compiled(c, rows, data, params)  # noqa: E731
-    carry, _, completed = run_chunked(run, carry, schedule, warmup + draws, chunk_size, on_chunk)
-    if kept:
-        out = jax.tree.map(lambda *a: np.concatenate(a, axis=1), *kept)
-    else:
+    carry, _, completed = run_chunked(run, carry, schedule, warmup + draws, chunk_size, record)
+    out = record.outputs()
+    if out is None:
         # No sampling iteration reached: one chunk of no-op rows gives the output shapes.
         _, outs = jax.device_get(run(carry, pad_schedule(schedule, warmup + draws, chunk_size)))  # no-op rows
         out = jax.tree.map(lambda a: a[:, :0], outs)
-    return ChunkedRun(out, jax.device_get(carry), completed, counts["warmup_div"], compile_s,
-                      counts["warmup_s"], counts["sampling_s"])
+    return ChunkedRun(out, jax.device_get(carry), completed, record.warmup_div, compile_s,
+                      record.warmup_s, record.sampling_s)

@@ -179,6 +179,45 @@ def run_chunked(
     return carry, n_done, completed
 
 
+class ChunkRecorder:
+    """``on_chunk`` for :func:`run_chunked`, shared by every chunked sampler: keeps the
+    (thinned) sampling iterations of each chunk, counts divergences (when the output has a
+    ``divergent`` field) and time per phase, and reports :class:`Progress` after each chunk."""
+
+    def __init__(self, warmup: int, draws: int, thin: int, callback: Callable | None):
+        self.warmup, self.draws, self.thin, self.callback = warmup, draws, thin, callback
+        self.kept: list = []
+        self.warmup_div = self.sampling_div = 0
+        self.warmup_s = self.sampling_s = 0.0
+        self.t_start = time.perf_counter()
+
+    def __call__(self, start, n_valid, outs, seconds):
+        warmup = self.warmup
+        n_warm = max(0, min(n_valid, warmup - start))
+        div = getattr(outs, "divergent", None)
+        if div is not None:
+            div = np.asarray(div)
+            self.warmup_div += int(div[:, :n_warm].sum())
+            self.sampling_div += int(div[:, n_warm:n_valid].sum())
+        self.warmup_s += seconds * n_warm / n_valid
+        self.sampling_s += seconds * (n_valid - n_warm) / n_valid
+        if n_valid > n_warm:
+            idx = np.arange(start + n_warm, start + n_valid)
+            sel = idx[(idx - warmup) % self.thin == 0] - start
+            self.kept.append(jax.tree.map(lambda a: a[:, sel], outs))
+        if self.callback is not None:
+            done = start + n_valid
+            sampling = done > warmup or warmup == 0
+            self.callback(Progress(iteration=done, total=warmup + self.draws,
+                                   phase="sampling" if sampling else "warmup",
+                                   divergences=self.sampling_div if sampling else self.warmup_div,
+                                   elapsed_s=time.perf_counter() - self.t_start))
+
+    def outputs(self):
+        """The kept iterations, concatenated along the draw axis (None when there are none)."""
+        return jax.tree.map(lambda *a: np.concatenate(a, axis=1), *self.kept) if self.kept else None
+
+
 # ----------------------------------------------------------------------------------
 # NUTS step
 # ----------------------------------------------------------------------------------
@@ -399,40 +438,13 @@ def sample_nuts(
         logdensity_fn, data, carry, pad_schedule(schedule, 0, config.chunk_size), target, config, gibbs_fn=gibbs_fn
     )
 
-    kept: list = []  # per chunk: NUTSDraw of numpy arrays, sampling iterations only
-    counts = {"warmup_div": 0, "sampling_div": 0, "warmup_s": 0.0, "sampling_s": 0.0}
-    t_start = time.perf_counter()
-
-    def on_chunk(start, n_valid, outs, seconds):
-        n_warm = max(0, min(n_valid, warmup - start))
-        div = np.asarray(outs.divergent)
-        counts["warmup_div"] += int(div[:, :n_warm].sum())
-        counts["sampling_div"] += int(div[:, n_warm:n_valid].sum())
-        counts["warmup_s"] += seconds * n_warm / n_valid
-        counts["sampling_s"] += seconds * (n_valid - n_warm) / n_valid
-        if n_valid > n_warm:
-            idx = np.arange(start + n_warm, start + n_valid)
-            sel = idx[(idx - warmup) % config.thin == 0] - start
-            kept.append(jax.tree.map(lambda a: a[:, sel], outs))
-        if callback is not None:
-            done = start + n_valid
-            sampling = done > warmup or warmup == 0
-            callback(
-                Progress(
-                    iteration=done,
-                    total=warmup + draws,
-                    phase="sampling" if sampling else "warmup",
-                    divergences=counts["sampling_div"] if sampling else counts["warmup_div"],
-                    elapsed_s=time.perf_counter() - t_start,
-                )
-            )
+    record = ChunkRecorder(warmup, draws, config.thin, callback)
 
     run = lambda c, rows: compiled(c, rows, data, target)  # noqa: E731
-    carry, n_done, completed = run_chunked(run, carry, schedule, warmup + draws, config.chunk_size, on_chunk)
+    carry, n_done, completed = run_chunked(run, carry, schedule, warmup + draws, config.chunk_size, record)
 
-    if kept:
-        draws_out = jax.tree.map(lambda *a: np.concatenate(a, axis=1), *kept)
-    else:
+    draws_out = record.outputs()
+    if draws_out is None:
         empty = lambda *s, dt=dtype: np.zeros((chains, 0) + s, dt)  # noqa: E731
         draws_out = NUTSDraw(empty(dim), empty(), empty(), empty(), empty(dt=np.int32),
                              empty(dt=np.int32), empty(dt=bool), empty())
@@ -444,12 +456,12 @@ def sample_nuts(
     return SamplerResult(
         positions=np.asarray(draws_out.position),
         stats=stats,
-        warmup_divergences=counts["warmup_div"],
+        warmup_divergences=record.warmup_div,
         step_size=np.asarray(carry.adapt.step_size),
         inverse_mass_matrix=np.asarray(carry.adapt.mm.inverse_mass_matrix),
         completed=completed,
         compile_s=compile_s,
-        warmup_s=counts["warmup_s"],
-        sampling_s=counts["sampling_s"],
+        warmup_s=record.warmup_s,
+        sampling_s=record.sampling_s,
         extra=None if getattr(draws_out, "extra", None) is None else jax.tree.map(np.asarray, draws_out.extra),
     )
