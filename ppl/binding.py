@@ -13,7 +13,7 @@ from . import constraints as C
 from .distributions import DISTRIBUTIONS
 from .errors import DataError, ModelError, did_you_mean
 from .evaluate import Evaluator, check_arity
-from .graph import DATA, DETERMINISTIC, FLAT, STOCHASTIC, Graph, dimension_names
+from .graph import DATA, FLAT, STOCHASTIC, Graph, dimension_names
 
 # Roles (LANGUAGE.md §2)
 ROLE_DATA, ROLE_OBSERVED, ROLE_LATENT = "data", "observed", "latent"

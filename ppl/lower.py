@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -20,9 +19,9 @@ from . import constraints as C
 from .binding import (KNOWN_ROLES, ROLE_DETERMINISTIC, ROLE_GENERATED, ROLE_LATENT, ROLE_OBSERVED,
                       STRUCTURED, Binding)
 from .distributions import DISTRIBUTIONS
-from .errors import ModelError, did_you_mean
-from .evaluate import Evaluator, check_arity, static_int
-from .graph import FLAT, STOCHASTIC
+from .errors import ModelError
+from .evaluate import Evaluator, static_int
+from .graph import FLAT
 from .enumerate import (PROB_SUFFIX, descendants, draw_chain, draw_conditional, sum_out, sum_out_chain,
                         support_values)
 from .pieces import Pieces, loop_factor
