@@ -9,6 +9,12 @@ import os as _os
 
 import jax as _jax
 
+from .inference.parallel import request_host_devices as _request_host_devices
+
+# On CPU, one XLA host device per core (at least 4), so chains run as separate programs in
+# parallel (ppl.inference.parallel); must happen before JAX starts its backend.
+_request_host_devices()
+
 # Double precision by default (Stan's numerics); PPL_PRECISION=32 turns it off.
 if _os.environ.get("PPL_PRECISION", "64") != "32":
     _jax.config.update("jax_enable_x64", True)

@@ -39,9 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--draws", type=int, default=1000)
     s.add_argument("--algorithm", default="nuts", choices=["nuts", "hmc", "mh", "gibbs"],
                    help="nuts (default), hmc, mh, or gibbs (NUTS within exact Gibbs updates of discrete latents)")
-    s.add_argument("--devices", type=int, default=1,
-                   help="split chains across this many devices (on CPU, set XLA_FLAGS="
-                        "--xla_force_host_platform_device_count=N)")
+    s.add_argument("--devices", type=int, default=None,
+                   help="split chains across this many devices (default: on CPU one host device per chain "
+                        "where the cores allow, on GPU one device)")
     s.add_argument("--shard-data", action="store_true", help="with --devices: also split the data by rows")
     s.add_argument("--target-accept", type=float, default=None, help="default 0.8 (0.234 for mh)")
     s.add_argument("--max-depth", type=int, default=10, help="NUTS tree depth (hmc: at most 2^depth steps)")

@@ -14,6 +14,7 @@ from .checks import check_graph
 from .config import enable_compile_cache
 from .errors import ModelError
 from .graph import Graph, build_graph
+from .inference.rng import raw_keys, stream
 from .lower import Lowered
 from .modules import collect_functions
 from .parser import parse
@@ -68,14 +69,16 @@ class Model:
                seed: int = 0, target_accept: Optional[float] = None, max_depth: int = 10,
                chunk_size: Optional[int] = None, progress: Optional[Callable] = None, strict: bool = False,
                algorithm: str = "nuts", dense_mass: bool = False, path_length: Optional[float] = None,
-               num_steps: Optional[int] = None, devices: int = 1, shard_data: bool = False) -> Posterior:
+               num_steps: Optional[int] = None, devices: Optional[int] = None,
+               shard_data: bool = False) -> Posterior:
         """MCMC with Stan-style window adaptation; returns a Posterior.
 
         ``algorithm``: "nuts" (default), "hmc" (static path length: ``path_length``, or a fixed
         ``num_steps``), "mh" (random-walk Metropolis) or "gibbs" (NUTS on the continuous
         parameters interleaved with exact Gibbs updates of the discrete ones, as JAGS and PyMC do).
-        ``devices`` splits the chains across devices (``jax.sharding``); ``shard_data`` also splits
-        the data arrays along their first axis, for large N. ``target_accept`` defaults to 0.8
+        ``devices`` splits the chains across that many devices (default: on CPU, one host device
+        per chain where there are enough, see ``ppl.inference.parallel``; on GPU, one device);
+        ``shard_data`` also splits the data arrays along their first axis, for large N. ``target_accept`` defaults to 0.8
         (0.234 for "mh"); ``dense_mass`` adapts a dense mass matrix (proposal covariance for mh)."""
         from .inference.samplers import check_algorithm, run_mcmc
         check_algorithm(algorithm)
@@ -86,30 +89,30 @@ class Model:
         if not b.nodes_with(B.ROLE_OBSERVED) and not self.graph.factors:
             warnings.warn("nothing in the model is observed, so these are draws from the prior "
                           "(a data name that does not match a node is reported above)", ModelWarning, stacklevel=2)
-        key = jax.random.PRNGKey(seed)
         arrays = lw.arrays()
         if lw.dim == 0:
-            return self._ancestral(lw, arrays, key, chains, draws, kind="posterior")
+            return self._ancestral(lw, arrays, jax.random.PRNGKey(seed), chains, draws, kind="posterior")
         t0 = time.perf_counter()
-        init, init_compile = self._initial_points(lw, arrays, jax.random.fold_in(key, 1), chains)
+        init, init_compile = self._initial_points(lw, arrays, stream(seed, 1), chains)
         logdensity, gibbs = lw.log_density, None
         if algorithm == "gibbs":
             if not lw.enumerated:
                 raise ValueError("--algorithm gibbs updates discrete latent variables, and this model has none; "
                                  "use nuts")
             logdensity, gibbs = lw.log_density_gibbs, lw.draw_discrete
-        res = run_mcmc(algorithm, logdensity, arrays, init, jax.random.fold_in(key, 2), chains=chains,
+        res = run_mcmc(algorithm, logdensity, arrays, init, stream(seed, 2), chains=chains,
                        warmup=warmup, draws=draws, chunk_size=chunk_size or _chunk_size(warmup + draws),
                        target_accept=target_accept, max_depth=max_depth, dense_mass=dense_mass,
                        path_length=path_length, num_steps=num_steps, callback=progress, gibbs_fn=gibbs,
                        devices=devices, shard_data=shard_data)
         t1 = time.perf_counter()
-        out, gen_compile, gen_s = self._outputs(lw, arrays, res.positions, jax.random.fold_in(key, 3))
+        out, gen_compile, gen_s = self._outputs(lw, arrays, res.positions, stream(seed, 3))
         timings = {"compile_s": res.compile_s + init_compile + gen_compile, "warmup_s": res.warmup_s,
                    "sampling_s": res.sampling_s + gen_s, "total_s": time.perf_counter() - t0}
         meta = {"algorithm": algorithm, "dense_mass": bool(dense_mass), "seed": seed, "dims": self._dims(lw),
                 "step_size": res.step_size.tolist(), "warmup_divergences": res.warmup_divergences,
-                "roles": dict(b.roles), "max_depth": max_depth, "target_accept": target_accept}
+                "roles": dict(b.roles), "max_depth": max_depth, "target_accept": target_accept,
+                "devices": res.devices}
         observed, constant, data_dims = data_groups(b)
         meta["dims"] = {**data_dims, **meta["dims"]}
         return Posterior(out, res.stats, kind="posterior", completed=res.completed, timings=timings, meta=meta,
@@ -181,7 +184,7 @@ class Model:
                          timings={"compile_s": t2 - t0, "sampling_s": t3 - t2, "total_s": t3 - t0},
                          meta={"dims": self._dims(lw), "roles": dict(lw.binding.roles), "trace_s": t1 - t0})
 
-    def _initial_points(self, lw, arrays, key, chains, tries: int = 100, best_of: int = 4):
+    def _initial_points(self, lw, arrays, seq, chains, tries: int = 100, best_of: int = 4):
         """Stan's initialisation: uniform(-2, 2) on the unconstrained space, retried until finite;
         each chain starts at the most probable of its first ``best_of`` finite points, which keeps
         chains out of regions where the density is finite but astronomically small (an explosive
@@ -189,12 +192,12 @@ class Model:
         t0 = time.perf_counter()
         check = self._compiled_fn(lw, "init", lambda: jax.jit(jax.vmap(
             jax.value_and_grad(lw.log_density), in_axes=(0, None))))
-        cand = jax.random.uniform(key, (tries, chains, lw.dim), minval=-2.0, maxval=2.0)
+        # numpy draws the candidates: a JAX uniform would be one more program to compile
+        cand = np.random.default_rng(seq).uniform(-2.0, 2.0, (tries, chains, lw.dim))
         flat = cand.reshape(tries * chains, lw.dim)
-        lp, grad = check(flat, arrays)
+        lp, grad = jax.device_get(check(flat, arrays))
         t1 = time.perf_counter()
-        ok = np.asarray(jnp.isfinite(lp) & jnp.all(jnp.isfinite(grad), axis=-1)).reshape(tries, chains)
-        cand = np.asarray(cand)
+        ok = (np.isfinite(lp) & np.all(np.isfinite(grad), axis=-1)).reshape(tries, chains)
         if not ok.any():
             raise self._init_failure(lw, arrays, cand[0, 0])
         good = cand[ok]
@@ -225,15 +228,15 @@ class Model:
                           node.span if node is not None else None, hint=hint,
                           file=self.graph.file, source=self.graph.source)
 
-    def _outputs(self, lw, arrays, positions, key):
+    def _outputs(self, lw, arrays, positions, seq):
         """Constrained values of every output node for every draw (posterior predictive included)."""
         chains, n = positions.shape[:2]
         if n == 0:
             return {name: np.zeros((chains, 0) + lw.shapes.get(name, ())) for name in lw.output_names}, 0.0, 0.0
         t0 = time.perf_counter()
         gen = self._compiled_fn(lw, "generate", lambda: jax.jit(jax.vmap(lw.generate, in_axes=(0, 0, None))))
-        flat = jnp.asarray(positions.reshape(chains * n, -1))
-        keys = jax.random.split(key, chains * n)
+        flat = np.asarray(positions).reshape(chains * n, -1)
+        keys = raw_keys(seq, chains * n)
         compiled = gen.lower(keys, flat, arrays).compile()
         t1 = time.perf_counter()
         out = jax.device_get(compiled(keys, flat, arrays))

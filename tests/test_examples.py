@@ -157,7 +157,7 @@ def test_hmm_fits_text_and_generates_word_sequences(tmp_path, capsys):
     y = np.asarray(data["y"])
     path = write(tmp_path / "text.json", data)
     fit_path = tmp_path / "fit.json"
-    run("optimize", HMM, "--data", path, "--mle", "-o", fit_path)
+    run("optimize", HMM, "--data", path, "--mle", "--restarts", 4, "-o", fit_path)
     printed = float(re.search(r"log likelihood = (\S+)", capsys.readouterr().out).group(1))
     fit = read(fit_path)
     pi0, trans, phi = np.asarray(fit["pi0"]), softmax(fit["trans_raw"]), softmax(fit["phi_raw"])
@@ -192,7 +192,7 @@ def test_image_mixture_recovers_the_shapes_and_generates_images(tmp_path):
     n = 80
     data = write(tmp_path / "images.json", make_data.images(n))
     fit_path = tmp_path / "fit.json"
-    run("optimize", IMAGES, "--data", data, "-o", fit_path)
+    run("optimize", IMAGES, "--data", data, "--restarts", 8, "-o", fit_path)
     fit = read(fit_path)
     theta = np.asarray(fit["theta"])                      # (K, 64)
     shapes = make_data.shapes().reshape(4, -1)

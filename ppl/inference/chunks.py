@@ -18,8 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl.inference.adaptation import build_schedule, pad_schedule
-from ppl.inference.nuts import (ChunkRecorder, all_finite, as_data, chain_keys, make_chunk_fn,  # noqa: F401
-                               run_chunked, signature)
+from ppl.inference.nuts import (ChunkRecorder, all_finite, as_data, chain_keys, compile_chunk,  # noqa: F401
+                               make_chunk_fn, run_chunked, signature)
+from ppl.inference.parallel import chain_devices, place
 
 __all__ = ["ChunkedRun", "compiled_chunk", "drive", "as_data", "chain_keys", "all_finite",
            "compile_count", "clear_cache"]
@@ -36,6 +37,7 @@ class ChunkedRun(NamedTuple):
     compile_s: float
     warmup_s: float
     sampling_s: float
+    devices: int = 1         # how many devices the chains ran on
 
 
 def compile_count() -> int:
@@ -47,15 +49,15 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def compiled_chunk(tag: str, build: Callable, logdensity_fn, data, carry, rows, params, static: tuple):
+def compiled_chunk(tag: str, build: Callable, logdensity_fn, data, carry, rows, params, static: tuple,
+                   devices: list):
     """The compiled ``chunk(carry, rows, data, params)`` program and its compile time (0 if cached)."""
     key = (tag, logdensity_fn, signature(data), signature(carry), signature(rows), signature(params),
-           static, jax.config.jax_enable_x64)
+           static, jax.config.jax_enable_x64, tuple(d.id for d in devices))
     if key in _CACHE:
         return _CACHE[key], 0.0
     t0 = time.perf_counter()
-    chunk = make_chunk_fn(*build())
-    compiled = jax.jit(chunk).lower(carry, rows, data, params).compile()
+    compiled = compile_chunk(make_chunk_fn(*build()), carry, rows, data, params, devices)
     _CACHE[key] = compiled
     _COMPILES[0] += 1
     return compiled, time.perf_counter() - t0
@@ -63,7 +65,7 @@ def compiled_chunk(tag: str, build: Callable, logdensity_fn, data, carry, rows, 
 
 def drive(tag: str, build: Callable, logdensity_fn, data, carry, params, *, warmup: int, draws: int,
           chunk_size: int, thin: int = 1, static: tuple = (), callback: Callable | None = None,
-          schedule=None) -> ChunkedRun:
+          schedule=None, devices: int | None = None) -> ChunkedRun:
     """Warm up then sample with the kernel ``build`` gives; see the module docstring.
 
     ``schedule`` defaults to Stan's (:func:`build_schedule`).  The per-iteration output
@@ -74,8 +76,10 @@ def drive(tag: str, build: Callable, logdensity_fn, data, carry, params, *, warm
         raise ValueError("thin and chunk_size must be >= 1, warmup and draws >= 0")
     data = as_data(data)
     schedule = build_schedule(warmup, draws) if schedule is None else schedule
+    placed = chain_devices(jax.tree.leaves(carry)[0].shape[0], devices)
+    carry, data = place(carry, data, placed)
     compiled, compile_s = compiled_chunk(tag, build, logdensity_fn, data, carry,
-                                         pad_schedule(schedule, 0, chunk_size), params, static)
+                                         pad_schedule(schedule, 0, chunk_size), params, static, placed)
     record = ChunkRecorder(warmup, draws, thin, callback)
     run = lambda c, rows: compiled(c, rows, data, params)  # noqa: E731
     carry, _, completed = run_chunked(run, carry, schedule, warmup + draws, chunk_size, record)
@@ -85,4 +89,4 @@ def drive(tag: str, build: Callable, logdensity_fn, data, carry, params, *, warm
         _, outs = jax.device_get(run(carry, pad_schedule(schedule, warmup + draws, chunk_size)))  # no-op rows
         out = jax.tree.map(lambda a: a[:, :0], outs)
     return ChunkedRun(out, jax.device_get(carry), completed, record.warmup_div, compile_s,
-                      record.warmup_s, record.sampling_s)
+                      record.warmup_s, record.sampling_s, len(placed))

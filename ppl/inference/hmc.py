@@ -42,6 +42,7 @@ class HMCConfig(NamedTuple):
     init_step_size: float = 1.0
     dense_mass: bool = False
     thin: int = 1
+    devices: int | None = None  # None: ppl.inference.parallel.chain_devices decides
 
 
 class HMCParams(NamedTuple):
@@ -136,7 +137,7 @@ def sample_hmc(logdensity_fn: Callable, data, init_positions, key, config: HMCCo
     max_steps, dense = int(config.max_steps), bool(config.dense_mass)
     run = drive("hmc", lambda: make_hmc_step(logdensity_fn, max_steps, dense), logdensity_fn, data, carry,
                 params, warmup=int(config.warmup), draws=int(config.draws), chunk_size=int(config.chunk_size),
-                thin=int(config.thin), static=(max_steps, dense), callback=callback)
+                thin=int(config.thin), static=(max_steps, dense), callback=callback, devices=config.devices)
     stats = {name: np.asarray(getattr(run.draws, f)) for name, f in _STATS.items()}
     stats["n_leapfrog__"] = stats["n_leapfrog__"].astype(np.int64)
     stats["divergent__"] = stats["divergent__"].astype(np.int64)
@@ -145,4 +146,4 @@ def sample_hmc(logdensity_fn: Callable, data, init_positions, key, config: HMCCo
                          step_size=np.asarray(run.carry.adapt.step_size),
                          inverse_mass_matrix=np.asarray(run.carry.adapt.mm.inverse_mass_matrix),
                          completed=run.completed, compile_s=run.compile_s, warmup_s=run.warmup_s,
-                         sampling_s=run.sampling_s)
+                         sampling_s=run.sampling_s, devices=run.devices)

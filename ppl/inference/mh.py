@@ -41,6 +41,7 @@ class MHConfig(NamedTuple):
     chunk_size: int = 100
     dense_mass: bool = False
     thin: int = 1
+    devices: int | None = None  # None: ppl.inference.parallel.chain_devices decides
 
 
 class MHChainState(NamedTuple):
@@ -136,10 +137,10 @@ def sample_mh(logdensity_fn: Callable, data, init_positions, key, config: MHConf
     run = drive("mh", lambda: make_mh_step(logdensity_fn, dim, dense), logdensity_fn, data, carry,
                 np.asarray(config.target_accept, dtype), warmup=int(config.warmup), draws=int(config.draws),
                 chunk_size=int(config.chunk_size), thin=int(config.thin), static=(dense,), callback=callback,
-                schedule=mh_schedule(int(config.warmup), int(config.draws)))
+                schedule=mh_schedule(int(config.warmup), int(config.draws)), devices=config.devices)
     stats = {"lp__": run.draws.lp, "accept_stat__": run.draws.accept_stat, "stepsize__": run.draws.stepsize}
     return SamplerResult(positions=np.asarray(run.draws.position), stats={k: np.asarray(v) for k, v in stats.items()},
                          warmup_divergences=0, step_size=np.asarray(run.carry.adapt.step_size),
                          inverse_mass_matrix=np.asarray(run.carry.adapt.mm.inverse_mass_matrix),
                          completed=run.completed, compile_s=run.compile_s, warmup_s=run.warmup_s,
-                         sampling_s=run.sampling_s)
+                         sampling_s=run.sampling_s, devices=run.devices)

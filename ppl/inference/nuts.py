@@ -24,6 +24,8 @@ import numpy as np
 from blackjax.mcmc import hmc, metrics
 from blackjax.mcmc import nuts as bj_nuts
 
+from ppl.inference.parallel import chain_devices, distribute, over_chains, place
+from ppl.inference.rng import raw_keys
 from ppl.inference.adaptation import (
     AdaptationState,
     Schedule,
@@ -59,7 +61,7 @@ class NUTSConfig(NamedTuple):
     init_step_size: float = 1.0  # start of Stan's step-size heuristic
     dense_mass: bool = False
     thin: int = 1
-    devices: int = 1  # chains split across this many devices (jax.sharding); data replicated or sharded
+    devices: int | None = None  # chains split across this many devices; None: chain_devices decides
     shard_data: bool = False  # also split data arrays along their first axis (large N)
 
 
@@ -74,6 +76,7 @@ class SamplerResult(NamedTuple):
     warmup_s: float
     sampling_s: float
     extra: object = None  # per-draw discrete values of a Gibbs sweep (chains, kept_draws, ...)
+    devices: int = 1  # how many devices the chains ran on
 
 
 class Progress(NamedTuple):
@@ -112,15 +115,15 @@ class NUTSDraw(NamedTuple):
 
 
 def make_chunk_fn(step_fn: Callable, prepare_fn: Callable | None = None, empty_out: Callable | None = None) -> Callable:
-    """Turn a one-chain ``step_fn(state, flags, data, params) -> (state, out)`` into
-    ``chunk(states, schedule, data, params) -> (states, outs)``.
+    """Turn a one-chain ``step_fn(state, flags, data, params) -> (state, out)`` into the one-chain
+    ``chunk(state, schedule, data, params) -> (state, outs)``; :func:`ppl.inference.parallel.over_chains`
+    runs it for every chain.
 
-    The chunk scans over the schedule's rows (one per iteration) and is vmapped over
-    the leading chain axis of ``states``; schedule, data and params are shared by all
-    chains.  Rows with ``flags.active == False`` are no-ops returning ``empty_out(state)``
-    (zeros shaped like ``out``; by default found with ``jax.eval_shape``, which costs one
-    extra trace of ``step_fn``); the predicate is unbatched, so this is a real branch,
-    not a select.  ``prepare_fn(state, data, params) -> state`` runs once per chain at
+    The chunk scans over the schedule's rows (one per iteration); schedule, data and params
+    are shared by all chains.  Rows with ``flags.active == False`` are no-ops returning
+    ``empty_out(state)`` (zeros shaped like ``out``; by default found with ``jax.eval_shape``,
+    which costs one extra trace of ``step_fn``); the predicate is shared, so this is a real
+    branch, not a select.  ``prepare_fn(state, data, params) -> state`` runs once per chain at
     the chunk start (e.g. to recompute the log density at the carried position).
     """
 
@@ -141,7 +144,16 @@ def make_chunk_fn(step_fn: Callable, prepare_fn: Callable | None = None, empty_o
 
         return jax.lax.scan(body, state, schedule)
 
-    return jax.vmap(one_chain, in_axes=(0, None, None, None))
+    return one_chain
+
+
+def compile_chunk(one_chain: Callable, carry, rows, data, params, devices: list, spmd: bool = False):
+    """Compile ``one_chain`` for every chain of ``carry`` (leading axis) on ``devices``: a program
+    per device (``jax.shard_map``), or with ``spmd`` one vectorised program that XLA's partitioner
+    splits following the placement of ``carry`` and ``data`` (for data sharded by rows)."""
+    chains = jax.tree.leaves(carry)[0].shape[0]
+    fn = over_chains(one_chain, chains, devices[:1] if spmd else devices)
+    return jax.jit(fn).lower(carry, rows, data, params).compile()
 
 
 def run_chunked(
@@ -162,18 +174,31 @@ def run_chunked(
     counts the iterations whose chunk reached ``on_chunk``.
     """
     n_done, completed = 0, True
+    pending = None  # the chunk dispatched last, whose outputs are not yet read
+
+    def finish(job):
+        start, outs = job
+        outs = jax.device_get(outs)
+        nonlocal t_last, n_done
+        now = time.perf_counter()
+        seconds, t_last = now - t_last, now
+        n_valid = min(chunk_size, n_iter - start)
+        n_done = start + n_valid
+        if on_chunk is not None:
+            on_chunk(start, n_valid, outs, seconds)
+
+    t_last = time.perf_counter()
     try:
+        # JAX dispatches asynchronously: the next chunk is queued before the last one's
+        # outputs are copied out and recorded, so the device never waits for Python.
         for start in range(0, n_iter, chunk_size):
-            rows = pad_schedule(schedule, start, chunk_size)
-            t0 = time.perf_counter()
-            new_carry, outs = chunk_fn(carry, rows)
-            outs = jax.device_get(outs)
-            seconds = time.perf_counter() - t0
-            carry = new_carry
-            n_valid = min(chunk_size, n_iter - start)
-            n_done = start + n_valid
-            if on_chunk is not None:
-                on_chunk(start, n_valid, outs, seconds)
+            carry, outs = chunk_fn(carry, pad_schedule(schedule, start, chunk_size))
+            if pending is not None:
+                finish(pending)
+            pending = (start, outs)
+        if pending is not None:
+            job, pending = pending, None
+            finish(job)
     except KeyboardInterrupt:
         completed = False
     return carry, n_done, completed
@@ -319,7 +344,7 @@ def signature(tree):
     return treedef, tuple((tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves)
 
 
-def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, gibbs_fn=None):
+def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, devices: list, gibbs_fn=None):
     chains, dim = carry.hmc.position.shape
     key = (
         logdensity_fn,
@@ -332,14 +357,14 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
         config.max_depth,
         bool(config.dense_mass),
         jax.config.jax_enable_x64,
-        int(config.devices),
+        tuple(d.id for d in devices),
         bool(config.shard_data),
     )
     if key in _CACHE:
         return _CACHE[key], 0.0
     t0 = time.perf_counter()
     chunk = make_chunk_fn(*make_nuts_step(logdensity_fn, int(config.max_depth), bool(config.dense_mass), gibbs_fn))
-    compiled = jax.jit(chunk).lower(carry, rows, data, target).compile()
+    compiled = compile_chunk(chunk, carry, rows, data, target, devices, spmd=config.shard_data)
     seconds = time.perf_counter() - t0
     _CACHE[key] = compiled
     _COMPILES[0] += 1
@@ -361,36 +386,13 @@ _STAT_NAMES = {
 }
 
 
-def distribute(carry, data, devices: int, shard_data: bool = False):
-    """Place chains (the leading axis of every state array) across ``devices`` devices; data are
-    replicated, or split along their first axis with ``shard_data`` (XLA then sums the
-    log-likelihood across shards). The compiled chunk follows these placements (SPMD)."""
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    available = jax.devices()
-    if devices > len(available):
-        raise ValueError(f"{devices} devices requested but only {len(available)} are visible; on CPU set "
-                         f"XLA_FLAGS=--xla_force_host_platform_device_count={devices} before starting Python")
-    chains = jax.tree.leaves(carry)[0].shape[0]
-    if chains % devices:
-        raise ValueError(f"{chains} chains cannot be split evenly across {devices} devices")
-    mesh = Mesh(np.array(available[:devices]), ("d",))
-    by_chain = NamedSharding(mesh, P("d"))
-    carry = jax.tree.map(lambda a: jax.device_put(a, by_chain), carry)
-
-    def place(a):
-        a = np.asarray(a)
-        if shard_data and a.ndim >= 1 and a.shape[0] % devices == 0 and a.shape[0] >= devices:
-            return jax.device_put(a, NamedSharding(mesh, P("d")))
-        return jax.device_put(a, NamedSharding(mesh, P()))
-
-    return carry, jax.tree.map(place, data)
-
-
 def as_data(data):
     return jax.tree.map(lambda x: x if isinstance(x, (jax.Array, np.ndarray)) else np.asarray(x), data)
 
 
 def chain_keys(key, chains):
+    if isinstance(key, np.random.SeedSequence):
+        return raw_keys(key, chains)
     key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.key_data(key)
@@ -429,14 +431,17 @@ def sample_nuts(
         init_adaptation_state(chains, dim, config.init_step_size, config.dense_mass, dtype),
         chain_keys(key, chains),
     )
-    if config.devices > 1:
-        carry, data = distribute(carry, data, config.devices, config.shard_data)
+    devices = chain_devices(chains, config.devices)
+    if config.shard_data and len(devices) > 1:
+        carry, data = distribute(carry, data, devices, shard_data=True)
+    else:
+        carry, data = place(carry, data, devices)
     warmup, draws = int(config.warmup), int(config.draws)
     schedule = build_schedule(warmup, draws)
     target = np.asarray(config.target_accept, dtype)
     compiled, compile_s = _get_compiled(
-        logdensity_fn, data, carry, pad_schedule(schedule, 0, config.chunk_size), target, config, gibbs_fn=gibbs_fn
-    )
+        logdensity_fn, data, carry, pad_schedule(schedule, 0, config.chunk_size), target, config, devices,
+        gibbs_fn=gibbs_fn)
 
     record = ChunkRecorder(warmup, draws, config.thin, callback)
 
@@ -464,4 +469,5 @@ def sample_nuts(
         warmup_s=record.warmup_s,
         sampling_s=record.sampling_s,
         extra=None if getattr(draws_out, "extra", None) is None else jax.tree.map(np.asarray, draws_out.extra),
+        devices=len(devices),
     )

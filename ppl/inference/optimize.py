@@ -34,6 +34,8 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
+from ppl.inference.rng import stream
+
 __all__ = ["OptimizeConfig", "OptimizeResult", "minimize", "optimize_model", "METHODS"]
 
 METHODS = ("lbfgs", "adam")
@@ -272,7 +274,7 @@ def optimize_model(model, lw, arrays, key, config: OptimizeConfig, *, mle: bool 
     f = objective(lw)
     data = (arrays, jnp.asarray(0.0 if mle else 1.0))
     # plain Stan inits (no best-of-k): restarts of an optimiser gain from diverse starting points
-    starts, init_s = model._initial_points(lw, arrays, jax.random.fold_in(key, 1), restarts, best_of=1)
+    starts, init_s = model._initial_points(lw, arrays, stream(seed, 1), restarts, best_of=1)
     name = ("optimize", restarts, config)
     run, compiled, compile_s, fit_s = minimize(f, data, starts, config, model._compiled.get((id(lw), name)))
     model._compiled[(id(lw), name)] = compiled
@@ -286,7 +288,7 @@ def optimize_model(model, lw, arrays, key, config: OptimizeConfig, *, mle: bool 
     n_draws = laplace_draws if cov is not None else 0
     extra = rng.multivariate_normal(u, cov, size=n_draws, method="cholesky") if n_draws else np.zeros((0, lw.dim))
     positions = np.concatenate([u[None], extra])[None]
-    out, gen_compile, gen_s = model._outputs(lw, arrays, positions, jax.random.fold_in(key, 3))
+    out, gen_compile, gen_s = model._outputs(lw, arrays, positions, stream(seed, 3))
     names = _estimated_names(lw)
     estimate = {n: np.asarray(out[n][0, 0]) for n in names}
     sd = {n: np.asarray(out[n][0, 1:]).std(axis=0, ddof=1) for n in names} if n_draws > 1 else None

@@ -17,7 +17,7 @@ def check_algorithm(algorithm: str) -> None:
 def run_mcmc(algorithm: str, logdensity_fn: Callable, data, init, key, *, chains: int, warmup: int, draws: int,
              chunk_size: int, target_accept: Optional[float] = None, max_depth: int = 10, dense_mass: bool = False,
              path_length: Optional[float] = None, num_steps: Optional[int] = None, thin: int = 1,
-             callback: Optional[Callable] = None, gibbs_fn: Optional[Callable] = None, devices: int = 1,
+             callback: Optional[Callable] = None, gibbs_fn: Optional[Callable] = None, devices: Optional[int] = None,
              shard_data: bool = False) -> SamplerResult:
     """Run ``algorithm`` on ``logdensity_fn(u, data)`` from ``init`` (chains, dim)."""
     check_algorithm(algorithm)
@@ -28,11 +28,12 @@ def run_mcmc(algorithm: str, logdensity_fn: Callable, data, init, key, *, chains
                   dense_mass=bool(dense_mass), thin=thin)
     if algorithm in ("nuts", "gibbs"):       # gibbs: NUTS on the continuous state within exact Gibbs sweeps
         from ppl.inference.nuts import NUTSConfig, sample_nuts
-        config = NUTSConfig(max_depth=max_depth, devices=int(devices), shard_data=bool(shard_data), **common)
+        config = NUTSConfig(max_depth=max_depth, devices=devices, shard_data=bool(shard_data), **common)
         return sample_nuts(logdensity_fn, data, init, key, config, callback,
                            gibbs_fn=gibbs_fn if algorithm == "gibbs" else None)
-    if devices > 1:
-        raise ValueError("--devices is supported by nuts and gibbs")
+    if shard_data:
+        raise ValueError("--shard-data is supported by nuts and gibbs")
+    common["devices"] = devices
     if algorithm == "hmc":
         from ppl.inference.hmc import HMCConfig, sample_hmc
         extra = {"path_length": float(path_length)} if path_length is not None else {}

@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ppl.inference.rng import stream
+
 __all__ = ["VIConfig", "Gaussian", "FAMILIES", "fit_advi", "fit_pathfinder", "relative_change", "stan_converged"]
 
 FAMILIES = ("meanfield", "fullrank", "pathfinder")
@@ -210,7 +212,7 @@ def vi_posterior(model, lw, arrays, key, config: VIConfig, draws: int, seed: int
     if config.family not in FAMILIES:
         raise ValueError(f"unknown family {config.family!r}: use one of {', '.join(FAMILIES)}")
     t0 = time.perf_counter()
-    u0, init_s = model._initial_points(lw, arrays, jax.random.fold_in(key, 1), 1, best_of=1)
+    u0, init_s = model._initial_points(lw, arrays, stream(seed, 1), 1, best_of=1)
     k_fit, k_draw = jax.random.fold_in(key, 2), jax.random.fold_in(key, 3)
     if config.family == "pathfinder":
         (u, lp, lq), info = fit_pathfinder(lw.log_density, arrays, u0[0], k_fit, draws,
@@ -224,7 +226,7 @@ def vi_posterior(model, lw, arrays, key, config: VIConfig, draws: int, seed: int
         L = np.asarray(cholesky_factor(q))
         sd = L if L.ndim == 1 else np.sqrt(np.sum(L ** 2, axis=1))
         extra = {"mean": np.asarray(q.mu).tolist(), "sd": sd.tolist()}    # of q, on the unconstrained space
-    out, gen_compile, gen_s = model._outputs(lw, arrays, np.asarray(u)[None], jax.random.fold_in(key, 4))
+    out, gen_compile, gen_s = model._outputs(lw, arrays, np.asarray(u)[None], stream(seed, 4))
     stats = {"log_p__": np.asarray(lp)[None], "log_g__": np.asarray(lq)[None]}
     timings = {"compile_s": info["compile_s"] + init_s + gen_compile, "sampling_s": info["fit_s"] + gen_s,
                "total_s": time.perf_counter() - t0}
