@@ -50,7 +50,8 @@ MARK = "@@BENCH@@ "
 
 # configuration name -> (worker spec fields, label)
 CONFIGS = {
-    "ppl": ({"system": "ppl"}, "ppl"),
+    "ppl": ({"system": "ppl"}, "ppl (default: a chain per host device)"),
+    "ppl-vec": ({"system": "ppl"}, "ppl, chains vmapped on one device (PPL_HOST_DEVICES=1)"),
     "numpyro-vec": ({"system": "numpyro", "chain_method": "vectorized"}, "NumPyro vectorized"),
     "numpyro-seq": ({"system": "numpyro", "chain_method": "sequential"}, "NumPyro sequential"),
     "numpyro-par": ({"system": "numpyro", "chain_method": "parallel"}, "NumPyro parallel"),
@@ -96,6 +97,8 @@ def env_for(name: str, phase: str, cache_dir: str, stan_home: str, args) -> dict
         env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
     if system == "stan":
         env["XDG_CACHE_HOME"] = stan_home  # httpstan keeps built models there
+    if name == "ppl-vec":
+        env["PPL_HOST_DEVICES"] = "1"
     if name == "numpyro-par":
         flags = env.get("XLA_FLAGS", "")
         env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={args.parallel_devices_for(args)}".strip()
@@ -304,7 +307,7 @@ def ratio_table(summary: dict, models: list, configs: list, args) -> list:
         if not p or p.get("unsupported") or p.get("error"):
             continue
         for c in configs:
-            if c == "ppl":
+            if c.startswith("ppl"):
                 continue
             s = summary.get(m, {}).get(c)
             if not s or s.get("unsupported") or s.get("error"):

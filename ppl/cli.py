@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="split chains across this many devices (default: on CPU one host device per chain "
                         "where the cores allow, on GPU one device)")
     s.add_argument("--shard-data", action="store_true", help="with --devices: also split the data by rows")
+    s.add_argument("--keep-stuck-chains", action="store_true",
+                   help="do not move chains stuck in a negligible mode halfway through warm-up")
     s.add_argument("--target-accept", type=float, default=None, help="default 0.8 (0.234 for mh)")
     s.add_argument("--max-depth", type=int, default=10, help="NUTS tree depth (hmc: at most 2^depth steps)")
     s.add_argument("--dense", action="store_true", help="adapt a dense mass matrix (mh: proposal covariance)")
@@ -241,6 +243,7 @@ def cmd_sample(args, caught) -> int:
                             target_accept=args.target_accept, max_depth=args.max_depth, progress=bar,
                             strict=args.strict, algorithm=args.algorithm, dense_mass=args.dense,
                             devices=args.devices, shard_data=args.shard_data,
+                            restart_stuck=not args.keep_stuck_chains,
                             path_length=args.path_length, num_steps=args.num_steps)
     finally:
         bar.close()

@@ -70,7 +70,7 @@ class Model:
                chunk_size: Optional[int] = None, progress: Optional[Callable] = None, strict: bool = False,
                algorithm: str = "nuts", dense_mass: bool = False, path_length: Optional[float] = None,
                num_steps: Optional[int] = None, devices: Optional[int] = None,
-               shard_data: bool = False) -> Posterior:
+               shard_data: bool = False, restart_stuck: bool = True) -> Posterior:
         """MCMC with Stan-style window adaptation; returns a Posterior.
 
         ``algorithm``: "nuts" (default), "hmc" (static path length: ``path_length``, or a fixed
@@ -78,7 +78,10 @@ class Model:
         parameters interleaved with exact Gibbs updates of the discrete ones, as JAGS and PyMC do).
         ``devices`` splits the chains across that many devices (default: on CPU, one host device
         per chain where there are enough, see ``ppl.inference.parallel``; on GPU, one device);
-        ``shard_data`` also splits the data arrays along their first axis, for large N. ``target_accept`` defaults to 0.8
+        ``shard_data`` also splits the data arrays along their first axis, for large N.
+        ``restart_stuck`` (NUTS, Gibbs): halfway through warm-up, a chain in a mode holding less
+        than e^-20 of the best chain's mass continues from that chain's state (reported in the
+        warnings; see ``ppl.inference.stuck``). ``target_accept`` defaults to 0.8
         (0.234 for "mh"); ``dense_mass`` adapts a dense mass matrix (proposal covariance for mh)."""
         from .inference.samplers import check_algorithm, run_mcmc
         check_algorithm(algorithm)
@@ -104,7 +107,7 @@ class Model:
                        warmup=warmup, draws=draws, chunk_size=chunk_size or _chunk_size(warmup + draws),
                        target_accept=target_accept, max_depth=max_depth, dense_mass=dense_mass,
                        path_length=path_length, num_steps=num_steps, callback=progress, gibbs_fn=gibbs,
-                       devices=devices, shard_data=shard_data)
+                       devices=devices, shard_data=shard_data, restart_stuck=restart_stuck)
         t1 = time.perf_counter()
         out, gen_compile, gen_s = self._outputs(lw, arrays, res.positions, stream(seed, 3))
         timings = {"compile_s": res.compile_s + init_compile + gen_compile, "warmup_s": res.warmup_s,
@@ -112,7 +115,7 @@ class Model:
         meta = {"algorithm": algorithm, "dense_mass": bool(dense_mass), "seed": seed, "dims": self._dims(lw),
                 "step_size": res.step_size.tolist(), "warmup_divergences": res.warmup_divergences,
                 "roles": dict(b.roles), "max_depth": max_depth, "target_accept": target_accept,
-                "devices": res.devices}
+                "devices": res.devices, "moved_chains": list(getattr(res, "moved_chains", ()))}
         observed, constant, data_dims = data_groups(b)
         meta["dims"] = {**data_dims, **meta["dims"]}
         return Posterior(out, res.stats, kind="posterior", completed=res.completed, timings=timings, meta=meta,

@@ -167,6 +167,10 @@ class Posterior:
         out = {"divergences_per_chain": tuple(int(n) for n in self.divergences_per_chain)}
         if "energy__" in self.stats and self.num_draws >= 2:
             out["ebfmi"] = tuple(float(v) for v in diagnostics.ebfmi(self.stats["energy__"]))
+        if "lp__" in self.stats and self.num_chains >= 2 and self.num_draws >= 2:
+            lp = np.asarray(self.stats["lp__"], np.float64)
+            out["chain_lp"] = tuple((float(m), float(s)) for m, s in zip(lp.mean(axis=1), lp.std(axis=1)))
+        out["moved_chains"] = tuple(self.meta.get("moved_chains") or ())
         depth = self.meta.get("max_depth")
         nuts = self.meta.get("algorithm", "nuts") == "nuts"
         if nuts and "treedepth__" in self.stats and depth is not None and self.num_draws > 0:
@@ -240,6 +244,8 @@ class Summary:
     ebfmi: tuple = ()                  # E-BFMI of each chain (from energy__)
     max_depth: int | None = None       # NUTS tree-depth limit of the run, when known
     max_depth_hits: int = 0            # draws whose tree reached max_depth
+    chain_lp: tuple = ()               # (mean, sd) of lp__ in each chain
+    moved_chains: tuple = ()           # chains moved out of a negligible mode in warm-up (inference/stuck.py)
 
     def __getitem__(self, name: str) -> dict:
         for row in self.rows:
@@ -311,6 +317,21 @@ class Summary:
         if names:
             out.append(f"r_hat > {RHAT_MAX} for {_names_list(names)} (worst {max(vals):.3f}): "
                        "chains have not mixed; run longer or reparameterise")
+            modes = self._modes()
+            if modes:
+                out.append(modes)
+        if self.moved_chains:
+            groups: dict = {}
+            for m in self.moved_chains:
+                groups.setdefault((m["to"], m["iteration"]), []).append(m)
+            for (to, it), ms in groups.items():
+                which = ", ".join(str(m["chain"]) for m in ms)
+                gap = min(m["log_mass_gap"] for m in ms)
+                s = "s" if len(ms) > 1 else ""
+                out.append(f"chain{s} {which} sat in a mode holding about e^-{gap:.0f} of the posterior mass of "
+                           f"chain {to}'s mode at warm-up iteration {it}, and continued from chain {to}'s "
+                           "state: the posterior has a local mode that can trap chains (a multimodal "
+                           "posterior); --keep-stuck-chains (restart_stuck=False) keeps chains where they are")
         for key, what in (("ess_bulk", "means and medians"), ("ess_tail", "the 5% and 95% quantiles")):
             names, vals = bad(key, lambda v: v < ESS_MIN)
             if names:
@@ -321,6 +342,21 @@ class Summary:
             out.append(f"sampling was interrupted after {self.num_draws} draws per chain; "
                        "these results use only the draws made so far")
         return out
+
+    def _modes(self) -> str:
+        """When chains disagree because they sit at different log densities: which, and by how much."""
+        if len(self.chain_lp) < 2:
+            return ""
+        means = np.array([m for m, _ in self.chain_lp])
+        sds = np.array([s for _, s in self.chain_lp])
+        spread = float(means.max() - means.min())
+        if not np.all(np.isfinite(means)) or spread <= 3.0 * max(float(np.median(sds)), 1e-12):
+            return ""
+        per = ", ".join(f"chain {c}: {m:.1f}" for c, m in enumerate(means))
+        return (f"the chains explore different regions (mean lp__ by chain: {per}): the posterior is "
+                "multimodal, or some chains are stuck in a local mode; the summary mixes the modes. "
+                "Run more chains, use informative priors or constraints that break the symmetry, "
+                "or compare the modes with `ppl optimize --restarts 16`")
 
     def _sampler_warnings(self) -> list[str]:
         out = []

@@ -26,6 +26,7 @@ from blackjax.mcmc import nuts as bj_nuts
 
 from ppl.inference.parallel import chain_devices, distribute, over_chains, place
 from ppl.inference.rng import raw_keys
+from ppl.inference.stuck import StuckChains
 from ppl.inference.adaptation import (
     AdaptationState,
     Schedule,
@@ -63,6 +64,7 @@ class NUTSConfig(NamedTuple):
     thin: int = 1
     devices: int | None = None  # chains split across this many devices; None: chain_devices decides
     shard_data: bool = False  # also split data arrays along their first axis (large N)
+    restart_stuck: bool = True  # move chains stuck in a negligible mode halfway through warm-up (stuck.py)
 
 
 class SamplerResult(NamedTuple):
@@ -77,6 +79,7 @@ class SamplerResult(NamedTuple):
     sampling_s: float
     extra: object = None  # per-draw discrete values of a Gibbs sweep (chains, kept_draws, ...)
     devices: int = 1  # how many devices the chains ran on
+    moved_chains: tuple = ()  # chains moved out of a negligible mode during warm-up (stuck.py)
 
 
 class Progress(NamedTuple):
@@ -163,6 +166,7 @@ def run_chunked(
     n_iter: int,
     chunk_size: int,
     on_chunk: Callable | None = None,
+    hook: tuple | None = None,
 ):
     """Run ``chunk_fn(carry, schedule_rows) -> (carry, outs)`` over ``n_iter`` iterations.
 
@@ -170,7 +174,8 @@ def run_chunked(
     padded with all-False (no-op) rows.  After each chunk, ``on_chunk(start, n_valid,
     outs, seconds)`` gets the chunk's outputs as numpy (padding included; only the first
     ``n_valid`` iterations are real).  A ``KeyboardInterrupt`` (from the user or from
-    ``on_chunk``) stops the loop.  Returns ``(carry, n_done, completed)``; ``n_done``
+    ``on_chunk``) stops the loop.  ``hook=(iteration, fn)``: before the chunk starting at
+    ``iteration``, every earlier chunk is recorded and the carry becomes ``fn(carry)``.  Returns ``(carry, n_done, completed)``; ``n_done``
     counts the iterations whose chunk reached ``on_chunk``.
     """
     n_done, completed = 0, True
@@ -192,6 +197,11 @@ def run_chunked(
         # JAX dispatches asynchronously: the next chunk is queued before the last one's
         # outputs are copied out and recorded, so the device never waits for Python.
         for start in range(0, n_iter, chunk_size):
+            if hook is not None and start == hook[0]:
+                if pending is not None:
+                    job, pending = pending, None
+                    finish(job)
+                carry = hook[1](carry)
             carry, outs = chunk_fn(carry, pad_schedule(schedule, start, chunk_size))
             if pending is not None:
                 finish(pending)
@@ -444,9 +454,21 @@ def sample_nuts(
         gibbs_fn=gibbs_fn)
 
     record = ChunkRecorder(warmup, draws, config.thin, callback)
+    stuck = StuckChains(warmup, config.chunk_size, chains) if config.restart_stuck else None
+    hook = None
+    if stuck is not None and stuck.check_at is not None:
+        spmd = config.shard_data and len(devices) > 1
+        put = (lambda s: distribute(s, data, devices)[0]) if spmd else (lambda s: place(s, data, devices)[0])
+        hook = (stuck.check_at, lambda c: stuck.move(c, put))
+
+    def on_chunk(start, n_valid, outs, seconds):
+        if stuck is not None:
+            stuck.observe(start, n_valid, outs)
+        record(start, n_valid, outs, seconds)
 
     run = lambda c, rows: compiled(c, rows, data, target)  # noqa: E731
-    carry, n_done, completed = run_chunked(run, carry, schedule, warmup + draws, config.chunk_size, record)
+    carry, n_done, completed = run_chunked(run, carry, schedule, warmup + draws, config.chunk_size, on_chunk,
+                                           hook)
 
     draws_out = record.outputs()
     if draws_out is None:
@@ -470,4 +492,5 @@ def sample_nuts(
         sampling_s=record.sampling_s,
         extra=None if getattr(draws_out, "extra", None) is None else jax.tree.map(np.asarray, draws_out.extra),
         devices=len(devices),
+        moved_chains=tuple(stuck.moves) if stuck is not None else (),
     )
