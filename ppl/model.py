@@ -97,12 +97,15 @@ class Model:
             return self._ancestral(lw, arrays, jax.random.PRNGKey(seed), chains, draws, kind="posterior")
         t0 = time.perf_counter()
         init, init_compile = self._initial_points(lw, arrays, stream(seed, 1), chains)
-        logdensity, gibbs = lw.log_density, None
+        # jitted once per binding: the sampler's chunk traces the model once, not at each of
+        # its several log-density call sites (the trace is then reused)
+        logdensity, gibbs = self._compiled_fn(lw, "logdensity", lambda: jax.jit(lw.log_density)), None
         if algorithm == "gibbs":
             if not lw.enumerated:
                 raise ValueError("--algorithm gibbs updates discrete latent variables, and this model has none; "
                                  "use nuts")
-            logdensity, gibbs = lw.log_density_gibbs, lw.draw_discrete
+            logdensity = self._compiled_fn(lw, "logdensity_gibbs", lambda: jax.jit(lw.log_density_gibbs))
+            gibbs = lw.draw_discrete
         res = run_mcmc(algorithm, logdensity, arrays, init, stream(seed, 2), chains=chains,
                        warmup=warmup, draws=draws, chunk_size=chunk_size or _chunk_size(warmup + draws),
                        target_accept=target_accept, max_depth=max_depth, dense_mass=dense_mass,
