@@ -15,8 +15,12 @@ from .inference.parallel import request_host_devices as _request_host_devices
 # parallel (ppl.inference.parallel); must happen before JAX starts its backend.
 _request_host_devices()
 
-# Double precision by default (Stan's numerics); PPL_PRECISION=32 turns it off.
-if _os.environ.get("PPL_PRECISION", "64") != "32":
+# Precision: float64 by default (Stan's numerics; on CPU it costs little, see README "Precision");
+# PPL_PRECISION=32 for float32; PPL_PRECISION=auto for float64 on CPU and float32 on an accelerator.
+_precision = _os.environ.get("PPL_PRECISION", "64").strip().lower()
+if _precision == "auto":
+    _precision = "64" if _jax.default_backend() == "cpu" else "32"
+if _precision != "32":
     _jax.config.update("jax_enable_x64", True)
 
 from .errors import DataError, ModelError  # noqa: E402
