@@ -263,7 +263,11 @@ class Model:
 
 
 def _chunk_size(total: int) -> int:
-    return int(min(100, max(10, total // 20)))
+    """Iterations per compiled chunk: about an eighth of the run (at most 250). Each chunk is one
+    call into XLA, between which progress is reported and Ctrl-C is honoured; fewer calls cut
+    the per-call cost that dominates small models (eight schools, 4 x 2000 iterations: 20 chunks
+    of 100 took 0.29-0.38 s, 8 chunks of 250 0.21-0.24 s)."""
+    return int(min(250, max(10, total // 8)))
 
 
 def _check_counts(**counts):
