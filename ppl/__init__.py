@@ -15,7 +15,7 @@ from .inference.parallel import request_host_devices as _request_host_devices
 # parallel (ppl.inference.parallel); must happen before JAX starts its backend.
 _request_host_devices()
 
-# Precision: float64 by default (Stan's numerics; on CPU it costs little, see README "Precision");
+# Precision: float64 by default (Stan's numerics; README "Precision" gives the measured trade-off);
 # PPL_PRECISION=32 for float32; PPL_PRECISION=auto for float64 on CPU and float32 on an accelerator.
 _precision = _os.environ.get("PPL_PRECISION", "64").strip().lower()
 if _precision == "auto":
