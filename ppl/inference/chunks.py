@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl.inference.adaptation import build_schedule, pad_schedule
-from ppl.inference.nuts import (ChunkRecorder, all_finite, as_data, chain_keys, compile_chunk,  # noqa: F401
+from ppl.inference.nuts import (ChunkRecorder, all_finite, as_data, chain_keys,  # noqa: F401
                                make_chunk_fn, run_chunked, signature)
-from ppl.inference.parallel import chain_devices, place
+from ppl.inference.parallel import chain_devices, compile_chunk, place
 
 __all__ = ["ChunkedRun", "compiled_chunk", "drive", "as_data", "chain_keys", "all_finite",
            "compile_count", "clear_cache"]

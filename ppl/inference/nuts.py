@@ -24,7 +24,7 @@ import numpy as np
 from blackjax.mcmc import hmc, metrics
 from blackjax.mcmc import nuts as bj_nuts
 
-from ppl.inference.parallel import chain_devices, distribute, over_chains, place
+from ppl.inference.parallel import chain_devices, compile_chunk, distribute, place
 from ppl.inference.rng import raw_keys
 from ppl.inference.stuck import StuckChains
 from ppl.inference.adaptation import (
@@ -148,29 +148,6 @@ def make_chunk_fn(step_fn: Callable, prepare_fn: Callable | None = None, empty_o
         return jax.lax.scan(body, state, schedule)
 
     return one_chain
-
-
-def compile_chunk(one_chain: Callable, carry, rows, data, params, devices: list, spmd: bool = False):
-    """Compile ``one_chain`` for every chain of ``carry`` (leading axis) on ``devices``: a program
-    per device (``jax.shard_map``), or with ``spmd`` one vectorised program that XLA's partitioner
-    splits following the placement of ``carry`` and ``data`` (for data sharded by rows)."""
-    chains = jax.tree.leaves(carry)[0].shape[0]
-    fn = over_chains(one_chain, chains, devices[:1] if spmd else devices)
-    return jax.jit(fn).lower(carry, rows, data, params).compile(compiler_options(data, devices))
-
-
-SMALL_DATA = 256  # data elements
-
-
-def compiler_options(data, devices: list) -> dict | None:
-    """XLA options for a chunk program. On CPU, for models with little data (at most SMALL_DATA
-    numbers), XLA's newer fusion emitters are turned off: measured on eight schools, the NUTS
-    chunk then compiles in 1.1-1.2 s instead of 2.1-2.6 s and runs as fast; with 1000-2000 data
-    points the older emitters made sampling 30-45 % slower, so larger models keep the default."""
-    if devices[0].platform != "cpu":
-        return None
-    size = sum(int(np.size(x)) for x in jax.tree.leaves(data))
-    return {"xla_cpu_use_fusion_emitters": False} if size <= SMALL_DATA else None
 
 
 def run_chunked(
