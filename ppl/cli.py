@@ -271,7 +271,10 @@ def _report(post, args, wall):
     if "warmup_s" in t:
         parts.append(f"warm-up {t['warmup_s']:.2f} s")
     parts.append(f"sampling {t.get('sampling_s', 0):.2f} s")
-    print("time: " + ", ".join(parts) + f" (total {wall:.2f} s)", file=sys.stderr)
+    devices = post.meta.get("devices")
+    where = (f"; {post.num_chains} chains on {devices} device{'s' if devices != 1 else ''}"
+             if devices and post.num_chains > 1 else "")
+    print("time: " + ", ".join(parts) + f" (total {wall:.2f} s{where})", file=sys.stderr)
     if getattr(args, "output", None):
         post.save(args.output)
         note = "" if post.completed else f" (incomplete: interrupted after {post.num_draws} draws per chain)"
