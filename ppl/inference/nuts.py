@@ -24,7 +24,7 @@ import numpy as np
 from blackjax.mcmc import hmc, metrics
 from blackjax.mcmc import nuts as bj_nuts
 
-from ppl.inference.parallel import chain_devices, compile_chunk, distribute, place
+from ppl.inference.parallel import chain_devices, compile_chunk, distribute, place, place_chains
 from ppl.inference.rng import raw_keys
 from ppl.inference.stuck import StuckChains
 from ppl.inference.adaptation import (
@@ -172,10 +172,13 @@ def run_chunked(
     n_done, completed = 0, True
     pending = None  # the chunk dispatched last, whose outputs are not yet read
 
-    def finish(job):
-        start, outs = job
+    def flush():
+        """Copy out and record the pending chunk, if any."""
+        nonlocal pending, t_last, n_done
+        if pending is None:
+            return
+        (start, outs), pending = pending, None
         outs = jax.device_get(outs)
-        nonlocal t_last, n_done
         now = time.perf_counter()
         seconds, t_last = now - t_last, now
         n_valid = min(chunk_size, n_iter - start)
@@ -189,17 +192,12 @@ def run_chunked(
         # outputs are copied out and recorded, so the device never waits for Python.
         for start in range(0, n_iter, chunk_size):
             if hook is not None and start == hook[0]:
-                if pending is not None:
-                    job, pending = pending, None
-                    finish(job)
+                flush()
                 carry = hook[1](carry)
             carry, outs = chunk_fn(carry, pad_schedule(schedule, start, chunk_size))
-            if pending is not None:
-                finish(pending)
+            flush()
             pending = (start, outs)
-        if pending is not None:
-            job, pending = pending, None
-            finish(job)
+        flush()
     except KeyboardInterrupt:
         completed = False
     return carry, n_done, completed
@@ -448,9 +446,7 @@ def sample_nuts(
     stuck = StuckChains(warmup, config.chunk_size, chains) if config.restart_stuck else None
     hook = None
     if stuck is not None and stuck.check_at is not None:
-        spmd = config.shard_data and len(devices) > 1
-        put = (lambda s: distribute(s, data, devices)[0]) if spmd else (lambda s: place(s, data, devices)[0])
-        hook = (stuck.check_at, lambda c: stuck.move(c, put))
+        hook = (stuck.check_at, lambda c: stuck.move(c, lambda s: place_chains(s, devices)))
 
     def on_chunk(start, n_valid, outs, seconds):
         if stuck is not None:

@@ -3,15 +3,12 @@
 On CPU, ppl asks XLA for several host devices when it is imported
 (:func:`request_host_devices`, before JAX starts its backend) and runs the chains of a
 chunk with ``jax.shard_map`` across them: each device runs an *unbatched* one-chain
-program (or a vmap of a few chains when there are more chains than devices).  Measured
-on 2 cores (bench/, ``/tmp``-style probes recorded in the issue notes), against one
-device running ``vmap`` over the 4 chains:
-
-* compile time falls by about a quarter (a one-chain program has no batched while-loops:
-  no ``any``-reductions, no selects around every branch of the NUTS tree builder);
-* a vectorised NUTS step waits for the longest tree of the batch; separate devices do not,
-  and they use every core: logistic regression (N=5000, D=20) warm-up + sampling went from
-  6.8 s to 2.7 s.
+program (or a vmap of a few chains when there are more chains than devices), so no chain
+waits for another's longest NUTS tree.  Measured on 2 cores: the one-chain chunk program
+alone compiled in 1.6 s against 2.4 s vectorised; end to end, in the benchmark harness
+(``bench/``, configurations ``ppl`` and ``ppl-vec``), the two layouts were within noise of
+each other (eight schools 0.19 vs 0.22 s of warm-up + sampling, logistic 3.07 vs 3.20 s,
+1024 chains 14.4 vs 15.8 s), so on a 2-core machine this is a small lever.
 
 On GPU the default stays one device running all chains vectorised (what a GPU is for);
 ``devices=k`` splits them across k accelerators.  ``shard_data`` (large N) uses XLA's SPMD
@@ -26,8 +23,8 @@ from typing import Callable
 import jax
 import numpy as np
 
-__all__ = ["request_host_devices", "chain_devices", "over_chains", "compile_chunk", "compiler_options", "place",
-           "distribute"]
+__all__ = ["request_host_devices", "chain_devices", "over_chains", "compile_chunk", "compiler_options",
+           "place_chains", "place", "distribute"]
 
 _FLAG = "--xla_force_host_platform_device_count"
 
@@ -86,8 +83,8 @@ def over_chains(one_chain: Callable, chains: int, devices: list) -> Callable:
             return jax.vmap(one_chain, in_axes=(0,) + (None,) * len(shared))(states, *shared)
     if len(devices) == 1:
         return inner
-    from jax.sharding import Mesh, PartitionSpec as P
-    mesh = Mesh(np.array(devices), ("chains",))
+    from jax.sharding import PartitionSpec as P
+    mesh = _sharding(devices, ()).mesh
 
     def split(states, *shared):
         f = jax.shard_map(inner, mesh=mesh, in_specs=(P("chains"),) + (P(),) * len(shared),
@@ -97,33 +94,36 @@ def over_chains(one_chain: Callable, chains: int, devices: list) -> Callable:
     return split
 
 
+def _sharding(devices: list, spec):
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    return NamedSharding(Mesh(np.array(devices), ("chains",)), P(*spec))
+
+
+def place_chains(carry, devices: list):
+    """The chain states (leading axis of every array) split by chain across ``devices``."""
+    if len(devices) == 1:
+        return jax.device_put(carry, devices[0])
+    return jax.device_put(carry, _sharding(devices, ("chains",)))
+
+
 def place(carry, data, devices: list):
     """Put the chain states (split by chain) and the data (whole, on every device) where the
     program runs, once, so no chunk copies them again."""
-    if len(devices) == 1:
-        return (jax.device_put(carry, devices[0]), jax.device_put(data, devices[0]))
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    mesh = Mesh(np.array(devices), ("chains",))
-    return (jax.device_put(carry, NamedSharding(mesh, P("chains"))),
-            jax.device_put(data, NamedSharding(mesh, P())))
+    whole = devices[0] if len(devices) == 1 else _sharding(devices, ())
+    return place_chains(carry, devices), jax.device_put(data, whole)
 
 
 def distribute(carry, data, devices: list, shard_data: bool = False):
-    """For XLA's SPMD partitioner: chains (the leading axis of every state array) split across
-    ``devices``; data replicated, or with ``shard_data`` split along their first axis (XLA then
-    sums the log-likelihood across shards)."""
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    """For XLA's SPMD partitioner: chains split across ``devices``; data replicated, or with
+    ``shard_data`` split along their first axis (XLA then sums the log-likelihood across shards)."""
     n = len(devices)
-    mesh = Mesh(np.array(devices), ("d",))
-    carry = jax.tree.map(lambda a: jax.device_put(a, NamedSharding(mesh, P("d"))), carry)
 
     def put(a):
         a = np.asarray(a)
-        if shard_data and a.ndim >= 1 and a.shape[0] % n == 0 and a.shape[0] >= n:
-            return jax.device_put(a, NamedSharding(mesh, P("d")))
-        return jax.device_put(a, NamedSharding(mesh, P()))
+        rows = shard_data and a.ndim >= 1 and a.shape[0] % n == 0 and a.shape[0] >= n
+        return jax.device_put(a, _sharding(devices, ("chains",) if rows else ()))
 
-    return carry, jax.tree.map(put, data)
+    return place_chains(carry, devices), jax.tree.map(put, data)
 
 
 def compile_chunk(one_chain: Callable, carry, rows, data, params, devices: list, spmd: bool = False):

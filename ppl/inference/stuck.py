@@ -48,9 +48,8 @@ class StuckChains:
         pos = np.asarray(outs.position[:, a - start:b - start], np.float64)
         lp = np.asarray(outs.lp[:, a - start:b - start], np.float64)
         if self.sum is None:
-            self.sum = np.zeros(pos.shape[::2])
-            self.sumsq = np.zeros(pos.shape[::2])
-            self.lp = np.zeros(pos.shape[0])
+            chains, _, dim = pos.shape
+            self.sum, self.sumsq, self.lp = np.zeros((chains, dim)), np.zeros((chains, dim)), np.zeros(chains)
         self.sum += pos.sum(1)
         self.sumsq += np.square(pos).sum(1)
         self.lp += lp.sum(1)
