@@ -14,7 +14,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.nn import log_sigmoid
+
+from ppl.numerics import log_sigmoid_pair
 
 __all__ = [
     "Constraint", "Bijector", "bijector", "narrow", "real", "positive", "unit_interval", "simplex", "ordered",
@@ -255,7 +256,8 @@ def _interval_bijector(c):
         return jnp.log(x - a) - jnp.log(b - x)
 
     def ldj(u):
-        return jnp.sum(jnp.log(b - a) + log_sigmoid(u) + log_sigmoid(-u))
+        log_p, log_1mp = log_sigmoid_pair(u)
+        return jnp.sum(jnp.log(b - a) + log_p + log_1mp)
 
     return Bijector(forward, inverse, ldj, _same_shape)
 
@@ -267,7 +269,7 @@ def _simplex_offsets(km1):
 
 def _simplex_parts(u):
     adj = u - _simplex_offsets(u.shape[-1])
-    log_z, log_1mz = log_sigmoid(adj), log_sigmoid(-adj)
+    log_z, log_1mz = log_sigmoid_pair(adj)
     zeros = jnp.zeros(u.shape[:-1] + (1,), adj.dtype)
     log_rem = jnp.concatenate([zeros, jnp.cumsum(log_1mz, -1)], -1)  # remaining stick, (..., K)
     return log_z, log_1mz, log_rem

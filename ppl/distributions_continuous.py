@@ -10,11 +10,11 @@ import math
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.nn import log_sigmoid
 from jax.scipy.special import (betainc, gammainc, gammaincc, gammaln, i0e, log_ndtr,
                                ndtri, xlog1py, xlogy)
 
 from ppl import constraints as C
+from ppl.numerics import log_sigmoid, log_sigmoid_pair
 
 LOG_2 = math.log(2.0)
 LOG_PI = math.log(math.pi)
@@ -421,7 +421,7 @@ def logistic_lpdf(x, mu, s):
 def logistic_cdfs(x, mu, s):
     x, mu, s = floats(x, mu, s)
     z = (x - mu) / s
-    return log_sigmoid(z), log_sigmoid(-z)
+    return log_sigmoid_pair(z)
 
 
 def logistic_sample(key, batch_shape, mu, s):

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax.nn import log_sigmoid, log_softmax, sigmoid
+from jax.nn import log_softmax, sigmoid
 from jax.scipy.special import betainc, gammainc, gammaincc, gammaln, xlog1py, xlogy
 
 from ppl import constraints as C
+from ppl.numerics import log1p_exp, log_sigmoid_pair
 from ppl.distributions_continuous import (NEG_INF, as_float, batch_of, beta_draws, betaln, floats, log1mexp,
                                          mask, std_gamma, std_uniform)
 
@@ -54,7 +55,7 @@ def bernoulli_lpmf(x, p):
 def bernoulli_logit_lpmf(x, a):
     # x * a - softplus(a) is log p(x) for x in {0, 1}: one softplus instead of two log-sigmoids
     a, x = as_float(a), as_float(x)
-    return mask((x == 0) | (x == 1), x * a - jax.nn.softplus(a))
+    return mask((x == 0) | (x == 1), x * a - log1p_exp(a))
 
 
 def bernoulli_cdfs(x, p):
@@ -85,7 +86,7 @@ def binomial_lpmf(x, n, p):
 
 def binomial_logit_lpmf(x, n, a):
     a = as_float(a)
-    return _binomial_lp(x, n, log_sigmoid(a), log_sigmoid(-a))
+    return _binomial_lp(x, n, *log_sigmoid_pair(a))
 
 
 def binomial_cdfs(x, n, p):

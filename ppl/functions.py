@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import jax.scipy.special as jsp
 from jax.scipy.stats import norm
 
+from ppl.numerics import log1p_exp, log_sigmoid
+
 __all__ = ["Builtin", "FUNCTIONS", "get", "signature"]
 
 VARIADIC_MAX = 64
@@ -216,10 +218,10 @@ _TABLE = [
     ("inv_Phi", _unary(jsp.ndtri), 1, 1, (), "inv_Phi(p): standard normal quantile function"),
     ("inv_logit", _unary(jax.nn.sigmoid), 1, 1, (), "inv_logit(x): logistic sigmoid 1 / (1 + exp(-x))"),
     ("logit", _unary(_logit), 1, 1, (), "logit(p): log(p / (1 - p))"),
-    ("log_inv_logit", _unary(jax.nn.log_sigmoid), 1, 1, (), "log_inv_logit(x): log(inv_logit(x)), stable"),
-    ("log1m_inv_logit", _unary(lambda x: jax.nn.log_sigmoid(-x)), 1, 1, (),
+    ("log_inv_logit", _unary(log_sigmoid), 1, 1, (), "log_inv_logit(x): log(inv_logit(x)), stable"),
+    ("log1m_inv_logit", _unary(lambda x: log_sigmoid(-x)), 1, 1, (),
      "log1m_inv_logit(x): log(1 - inv_logit(x)), stable"),
-    ("softplus", _unary(jax.nn.softplus), 1, 1, (), "softplus(x): log(1 + exp(x)), stable"),
+    ("softplus", _unary(log1p_exp), 1, 1, (), "softplus(x): log(1 + exp(x)), stable"),
     ("log_diff_exp", _log_diff_exp, 2, 2, (), "log_diff_exp(a, b): log(exp(a) - exp(b)), stable"),
     # -- reductions (optional static axis)
     ("sum", _reduction(jnp.sum), 1, 2, _A, "sum(x[, axis]): sum of elements"),
