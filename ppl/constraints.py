@@ -45,12 +45,17 @@ class Constraint:
         return self.kind in DISCRETE_KINDS
 
     def check(self, x):
-        """Membership of ``x``: elementwise, or per event for structured kinds."""
-        x = jnp.asarray(x)
+        """Membership of ``x``: elementwise, or per event for structured kinds.
+
+        Concrete values (data checked when a model is bound) are checked with numpy, so that
+        binding compiles no XLA programs (each eager jax.numpy operation compiled for 30-40 ms
+        in a fresh process); traced values with jax.numpy."""
+        xp = np if all(_concrete(v) is not None for v in (x, self.lower, self.upper) if v is not None) else jnp
+        x = xp.asarray(x)
         if self.kind in _CHECKS:
-            return _CHECKS[self.kind](self, x)
-        ok = _check_elementwise(self, x)  # elementwise kinds used as a vector support
-        return jnp.all(ok, axis=tuple(range(-self.event_dim, 0))) if self.event_dim else ok
+            return _CHECKS[self.kind](self, x, xp)
+        ok = _check_elementwise(self, x, xp)  # elementwise kinds used as a vector support
+        return xp.all(ok, axis=tuple(range(-self.event_dim, 0))) if self.event_dim else ok
 
     def finite_values(self):
         """Support values for boolean / concrete integer_interval, else None.
@@ -162,49 +167,67 @@ def _is_zero(v) -> bool:
 
 
 # ---------------------------------------------------------------- checks
-def _float(x):
-    return x if jnp.issubdtype(x.dtype, jnp.inexact) else x.astype(jnp.result_type(float))
+# Each takes the array module ``xp``: numpy for concrete values, jax.numpy for traced ones.
+def _float(x, xp=jnp):
+    if xp.issubdtype(x.dtype, xp.inexact):
+        return x
+    return x.astype(jnp.result_type(float) if xp is jnp else np.float64)
 
 
-def _check_elementwise(c: Constraint, x):
-    xf = _float(x)
-    ok = ~jnp.isnan(xf)
+def _bound(v, xp):
+    return np.asarray(v) if xp is np else v
+
+
+def _check_elementwise(c: Constraint, x, xp=jnp):
+    xf = _float(x, xp)
+    ok = ~xp.isnan(xf)
     if c.discrete:
-        ok = ok & (xf == jnp.floor(xf)) & jnp.isfinite(xf)
+        ok = ok & (xf == xp.floor(xf)) & xp.isfinite(xf)
     if c.lower is not None:
-        ok = ok & (x >= c.lower)
+        ok = ok & (x >= _bound(c.lower, xp))
     if c.upper is not None:
-        ok = ok & (x <= c.upper)
+        ok = ok & (x <= _bound(c.upper, xp))
     return ok
 
 
-def _check_simplex(c, x):
-    x = _float(x)
-    return jnp.all(x >= 0, axis=-1) & (jnp.abs(jnp.sum(x, -1) - 1) <= _tol(x))
+def _check_simplex(c, x, xp=jnp):
+    x = _float(x, xp)
+    return xp.all(x >= 0, axis=-1) & (xp.abs(xp.sum(x, -1) - 1) <= _tol(x))
 
 
-def _check_ordered(c, x):
-    ok = jnp.all(jnp.diff(x, axis=-1) > 0, axis=-1) & ~jnp.any(jnp.isnan(x), axis=-1)
+def _check_ordered(c, x, xp=jnp):
+    ok = xp.all(xp.diff(x, axis=-1) > 0, axis=-1) & ~xp.any(xp.isnan(x), axis=-1)
     if c.kind == "positive_ordered":
         ok = ok & (x[..., 0] >= 0)
     return ok
 
 
-def _check_corr_cholesky(c, x):
-    x = _float(x)
-    upper_zero = jnp.all(jnp.abs(jnp.triu(x, 1)) <= _tol(x), axis=(-2, -1))
-    diag_pos = jnp.all(jnp.diagonal(x, axis1=-2, axis2=-1) > 0, axis=-1)
-    unit_rows = jnp.all(jnp.abs(jnp.sum(x * x, -1) - 1) <= _tol(x), axis=-1)
+def _check_corr_cholesky(c, x, xp=jnp):
+    x = _float(x, xp)
+    upper_zero = xp.all(xp.abs(xp.triu(x, 1)) <= _tol(x), axis=(-2, -1))
+    diag_pos = xp.all(xp.diagonal(x, axis1=-2, axis2=-1) > 0, axis=-1)
+    unit_rows = xp.all(xp.abs(xp.sum(x * x, -1) - 1) <= _tol(x), axis=-1)
     return upper_zero & diag_pos & unit_rows
 
 
-def _check_cov_matrix(c, x):
-    x = _float(x)
-    scale = jnp.maximum(jnp.max(jnp.abs(x), axis=(-2, -1)), 1.0)
-    sym = jnp.all(jnp.abs(x - jnp.swapaxes(x, -1, -2)) <= _tol(x) * scale[..., None, None], axis=(-2, -1))
-    chol = jnp.linalg.cholesky(0.5 * (x + jnp.swapaxes(x, -1, -2)))
-    pd = jnp.all(jnp.isfinite(chol), axis=(-2, -1))
-    return sym & pd
+def _positive_definite(s, xp):
+    if xp is jnp:  # a failed Cholesky factor is NaN
+        return jnp.all(jnp.isfinite(jnp.linalg.cholesky(s)), axis=(-2, -1))
+    flat = s.reshape((-1,) + s.shape[-2:])
+    ok = np.empty(len(flat), bool)
+    for k, m in enumerate(flat):  # numpy raises instead
+        try:
+            ok[k] = bool(np.all(np.isfinite(np.linalg.cholesky(m))))
+        except np.linalg.LinAlgError:
+            ok[k] = False
+    return ok.reshape(s.shape[:-2])
+
+
+def _check_cov_matrix(c, x, xp=jnp):
+    x = _float(x, xp)
+    scale = xp.maximum(xp.max(xp.abs(x), axis=(-2, -1)), 1.0)
+    sym = xp.all(xp.abs(x - xp.swapaxes(x, -1, -2)) <= _tol(x) * scale[..., None, None], axis=(-2, -1))
+    return sym & _positive_definite(0.5 * (x + xp.swapaxes(x, -1, -2)), xp)
 
 
 _CHECKS = {

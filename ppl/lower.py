@@ -76,8 +76,9 @@ class Lowered:
 
     # ------------------------------------------------------------------ public functions
     def arrays(self) -> dict:
-        """The data arguments for the functions below."""
-        return {k: jnp.asarray(v) for k, v in self.binding.arrays.items()}
+        """The data arguments for the functions below (``device_put``, not ``jnp.asarray``, which
+        compiles a copy program per array shape)."""
+        return {k: jax.device_put(np.asarray(v)) for k, v in self.binding.arrays.items()}
 
     def log_density(self, u, arrays, parts=PARTS_ALL):
         """The log density at the unconstrained point ``u``.
@@ -137,7 +138,7 @@ class Lowered:
             return {n: w.env[n] for n in w.env if n in self.graph.nodes}
 
         try:
-            out = jax.eval_shape(probe, jax.random.PRNGKey(0))
+            out = jax.eval_shape(probe, jax.ShapeDtypeStruct((2,), jnp.uint32))  # a key, never made
         except ModelError as err:
             raise err.located(self.graph.file, self.graph.source) from None
         self.shapes = {n: tuple(v.shape) for n, v in out.items()}
@@ -228,7 +229,7 @@ class _Walk:
                 self._from_u(node, c, shape)
             elif self.mode == SHAPES:
                 self._record(node, c, shape)
-                self.env[name] = _placeholder(jax.random.fold_in(self.key, i), shape, c.discrete)
+                self.env[name] = _placeholder(self.key, shape, c.discrete)
             else:
                 raise ModelError(f"`{name}` has no distribution, so it can be sampled but not simulated",
                                  node.span, hint=f"give it a prior (`{name} ~ ...`) or supply it as data")
@@ -241,12 +242,11 @@ class _Walk:
             if self.mode == DENSITY:
                 self.terms[(PRIOR, name)] = jnp.sum(dist.logpdf(x, *args))
             return
-        key = jax.random.fold_in(self.key, i)
         if self.mode == SHAPES:
             self._record(node, c, batch + event)
-            self.env[name] = _placeholder(key, batch + event, dist.discrete)
+            self.env[name] = _placeholder(self.key, batch + event, dist.discrete)
             return
-        self.env[name] = self._draw(node, dist, args, batch, event, key)
+        self.env[name] = self._draw(node, dist, args, batch, event, jax.random.fold_in(self.key, i))
 
     def _fixed_discrete(self, node):
         value = self.discrete[node.name]
@@ -494,8 +494,10 @@ def _draw_ordered(dist, args, batch, event, key, positive, tries=1000):
 
 
 def _placeholder(key, shape, discrete):
-    """A traced stand-in value of the right shape, for shape inference."""
-    x = jax.random.uniform(key, tuple(shape))
+    """A traced stand-in value of the right shape, for shape inference. Built from the traced key
+    alone: under ``ensure_compile_time_eval`` anything from constants (a ``fold_in`` index, the
+    bounds of ``jax.random.uniform``) would be computed eagerly, an XLA compilation each."""
+    x = jnp.broadcast_to(key[0].astype(jnp.result_type(float)), tuple(shape))
     return x.astype(int) if discrete else x
 
 

@@ -271,6 +271,9 @@ class Pieces:
     def _piece_key(self, piece, vals):
         if self.w.key is None or piece.dist is None:
             return None
+        from .lower import SHAPES
+        if self.w.mode == SHAPES:
+            return self.w.key  # shape inference draws nothing (see lower._placeholder)
         key = jax.random.fold_in(self.w.key, 100003 + piece.id)
         for v in vals:
             key = jax.random.fold_in(key, v)

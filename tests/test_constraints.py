@@ -224,6 +224,11 @@ def test_check_membership():
     got = jax.jit(lambda xs: [c.check(x) for (c, _, _), x in zip(cases, xs)])([jnp.asarray(x) for _, x, _ in cases])
     for (c, x, want), g in zip(cases, got):
         np.testing.assert_array_equal(g, want, err_msg=f"{c.kind} {x}")
+    # concrete values (data, when a model is bound) take the numpy path: same answers, numpy out
+    for c, x, want in cases:
+        g = c.check(np.asarray(x))
+        assert isinstance(g, (np.ndarray, np.bool_)), (c.kind, type(g))
+        np.testing.assert_array_equal(g, want, err_msg=f"numpy path: {c.kind} {x}")
 
 
 def test_discrete_flags_and_finite_values():

@@ -189,23 +189,25 @@ def find_reasonable_step_size(rng_key, state, logdensity_fn, inverse_mass_matrix
         h1 = jnp.where(jnp.isnan(h1), jnp.inf, h1)
         return h0 - h1
 
-    key0, rng_key = jax.random.split(rng_key)
-    direction = jnp.where(delta_h(key0, step_size) > log08, 1, -1)
     skip = (step_size == 0) | (step_size > 1e7) | jnp.isnan(step_size)
 
+    # One call site of the integrator (each is a copy of the log density and its gradient in the
+    # compiled program): trial 0 at the start value only sets the direction.
     def cond(c):
-        i, eps, done = c
-        return (~done) & (i < max_iter)
+        i, eps, direction, done = c
+        return (~done) & (i <= max_iter)
 
     def body(c):
-        i, eps, _ = c
-        eps = jnp.where(direction == 1, 2.0 * eps, 0.5 * eps)
+        i, eps, direction, _ = c
+        first = i == 0
+        eps = jnp.where(first, eps, jnp.where(direction == 1, 2.0 * eps, 0.5 * eps))
         dh = delta_h(jax.random.fold_in(rng_key, i), eps)
+        direction = jnp.where(first, jnp.where(dh > log08, 1, -1), direction)
         stop = jnp.where(direction == 1, ~(dh > log08), ~(dh < log08))
-        stop = stop | (eps > 1e7) | (eps < 1e-12)
-        return i + 1, eps, stop
+        stop = ~first & (stop | (eps > 1e7) | (eps < 1e-12))
+        return i + 1, eps, direction, stop
 
-    _, eps, _ = jax.lax.while_loop(cond, body, (jnp.int32(0), step_size, skip))
+    _, eps, _, _ = jax.lax.while_loop(cond, body, (jnp.int32(0), step_size, jnp.int32(1), skip))
     return jnp.clip(eps, 1e-12, 1e7).astype(jnp.result_type(step_size))
 
 
