@@ -52,6 +52,7 @@ MARK = "@@BENCH@@ "
 CONFIGS = {
     "ppl": ({"system": "ppl"}, "ppl (default: a chain per host device)"),
     "ppl-vec": ({"system": "ppl"}, "ppl, chains vmapped on one device (PPL_HOST_DEVICES=1)"),
+    "ppl-fisher": ({"system": "ppl", "mass_matrix": "fisher"}, "ppl, mass_matrix=\"fisher\" (nutpie's diagonal)"),
     "numpyro-vec": ({"system": "numpyro", "chain_method": "vectorized"}, "NumPyro vectorized"),
     "numpyro-seq": ({"system": "numpyro", "chain_method": "sequential"}, "NumPyro sequential"),
     "numpyro-par": ({"system": "numpyro", "chain_method": "parallel"}, "NumPyro parallel"),

@@ -137,7 +137,7 @@ class PplSystem:
             warnings.simplefilter("ignore")
             try:
                 post = self.model.sample(self.data, chains=s["chains"], warmup=s["warmup"], draws=draws, seed=seed,
-                                         chunk_size=self.chunk)
+                                         chunk_size=self.chunk, mass_matrix=s.get("mass_matrix"))
             except self.ppl.ModelError as err:
                 raise Unsupported(str(err).strip().splitlines()[0]) from None
         values = {p: np.asarray(post[p]) for p in MODELS[s["model"]]["params"]}

@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--target-accept", type=float, default=None, help="default 0.8 (0.234 for mh)")
     s.add_argument("--max-depth", type=int, default=10, help="NUTS tree depth (hmc: at most 2^depth steps)")
     s.add_argument("--dense", action="store_true", help="adapt a dense mass matrix (mh: proposal covariance)")
+    s.add_argument("--mass-matrix", choices=("diag", "dense", "fisher"), default=None,
+                   help="diag (default: Stan's window variances), dense (= --dense), or fisher (nuts, gibbs: "
+                        "diagonal from sqrt(Var[x] / Var[grad log p]), as nutpie)")
     s.add_argument("--path-length", type=float, default=None, help="hmc: integration time (default 2)")
     s.add_argument("--num-steps", type=int, default=None, help="hmc: fixed number of leapfrog steps")
 
@@ -242,6 +245,7 @@ def cmd_sample(args, caught) -> int:
         post = model.sample(data, chains=args.chains, warmup=args.warmup, draws=args.draws, seed=args.seed,
                             target_accept=args.target_accept, max_depth=args.max_depth, progress=bar,
                             strict=args.strict, algorithm=args.algorithm, dense_mass=args.dense,
+                            mass_matrix=args.mass_matrix,
                             devices=args.devices, shard_data=args.shard_data,
                             restart_stuck=not args.keep_stuck_chains,
                             path_length=args.path_length, num_steps=args.num_steps)

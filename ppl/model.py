@@ -70,7 +70,7 @@ class Model:
                chunk_size: Optional[int] = None, progress: Optional[Callable] = None, strict: bool = False,
                algorithm: str = "nuts", dense_mass: bool = False, path_length: Optional[float] = None,
                num_steps: Optional[int] = None, devices: Optional[int] = None,
-               shard_data: bool = False, restart_stuck: bool = True) -> Posterior:
+               shard_data: bool = False, restart_stuck: bool = True, mass_matrix: Optional[str] = None) -> Posterior:
         """MCMC with Stan-style window adaptation; returns a Posterior.
 
         ``algorithm``: "nuts" (default), "hmc" (static path length: ``path_length``, or a fixed
@@ -82,9 +82,18 @@ class Model:
         ``restart_stuck`` (NUTS, Gibbs): halfway through warm-up, a chain in a mode holding less
         than e^-20 of the best chain's mass continues from that chain's state (reported in the
         warnings; see ``ppl.inference.stuck``). ``target_accept`` defaults to 0.8
-        (0.234 for "mh"); ``dense_mass`` adapts a dense mass matrix (proposal covariance for mh)."""
+        (0.234 for "mh"); ``dense_mass`` adapts a dense mass matrix (proposal covariance for mh).
+        ``mass_matrix``: "diag" (default: Stan's window variances), "dense" (= ``dense_mass``) or
+        "fisher" (NUTS, Gibbs: a diagonal from sqrt(Var[x] / Var[grad log p]) per window, as
+        nutpie; fewer gradients per effective draw on hierarchical models, more on mixtures;
+        bench/README.md has the measurements)."""
         from .inference.samplers import check_algorithm, run_mcmc
         check_algorithm(algorithm)
+        mass_matrix = "dense" if dense_mass and mass_matrix is None else (mass_matrix or "diag")
+        if mass_matrix not in ("diag", "dense", "fisher") or (dense_mass and mass_matrix != "dense"):
+            raise ValueError(f"mass_matrix must be 'diag', 'dense' or 'fisher' (got {mass_matrix!r}"
+                             + (" with dense_mass=True" if dense_mass else "") + ")")
+        dense_mass = mass_matrix == "dense"
         _check_counts(chains=chains, draws=draws, warmup=warmup)
         enable_compile_cache()
         lw = self.bind(data, strict=strict)
@@ -110,12 +119,14 @@ class Model:
                        warmup=warmup, draws=draws, chunk_size=chunk_size or _chunk_size(warmup + draws),
                        target_accept=target_accept, max_depth=max_depth, dense_mass=dense_mass,
                        path_length=path_length, num_steps=num_steps, callback=progress, gibbs_fn=gibbs,
-                       devices=devices, shard_data=shard_data, restart_stuck=restart_stuck)
+                       devices=devices, shard_data=shard_data, restart_stuck=restart_stuck,
+                       fisher_mass=mass_matrix == "fisher")
         t1 = time.perf_counter()
         out, gen_compile, gen_s = self._outputs(lw, arrays, res.positions, stream(seed, 3))
         timings = {"compile_s": res.compile_s + init_compile + gen_compile, "warmup_s": res.warmup_s,
                    "sampling_s": res.sampling_s + gen_s, "total_s": time.perf_counter() - t0}
-        meta = {"algorithm": algorithm, "dense_mass": bool(dense_mass), "seed": seed, "dims": self._dims(lw),
+        meta = {"algorithm": algorithm, "dense_mass": bool(dense_mass), "mass_matrix": mass_matrix, "seed": seed,
+                "dims": self._dims(lw),
                 "step_size": res.step_size.tolist(), "warmup_divergences": res.warmup_divergences,
                 "roles": dict(b.roles), "max_depth": max_depth, "target_accept": target_accept,
                 "devices": res.devices, "moved_chains": list(getattr(res, "moved_chains", ()))}

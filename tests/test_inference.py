@@ -73,6 +73,16 @@ def test_same_shapes_reuse_the_compiled_program(conjugate_posterior):
     assert post["mu"].shape == (2, 30)
 
 
+def test_mass_matrix_choices_are_checked():
+    model = ppl.compile(CONJUGATE)
+    with pytest.raises(ValueError, match="mass_matrix must be"):
+        model.sample(DATA, chains=2, warmup=20, draws=20, mass_matrix="low-rank")
+    with pytest.raises(ValueError, match="mass_matrix must be"):
+        model.sample(DATA, chains=2, warmup=20, draws=20, dense_mass=True, mass_matrix="fisher")
+    with pytest.raises(ValueError, match="fisher mass matrix is adapted for nuts and gibbs, not mh"):
+        model.sample(DATA, chains=2, warmup=20, draws=20, algorithm="mh", mass_matrix="fisher")
+
+
 # ---------------------------------------------------------------- ancestral simulation
 
 PRIOR = """

@@ -67,7 +67,7 @@ def restart_scale(adapt: AdaptationState, dim: int, target_accept) -> Adaptation
     da_init, _, _ = dual_averaging_adaptation(target_accept)
     eps = jnp.full_like(adapt.step_size, initial_scale(dim))
     da = da_init(eps)._replace(mu=jnp.log(eps))
-    return _like(AdaptationState(eps, adapt.mm, da), adapt)
+    return _like(AdaptationState(eps, adapt.mm, da, adapt.grads), adapt)
 
 
 def proposal_step(cov, scale, dense: bool) -> Callable:

@@ -61,6 +61,7 @@ class NUTSConfig(NamedTuple):
     chunk_size: int = 100
     init_step_size: float = 1.0  # start of Stan's step-size heuristic
     dense_mass: bool = False
+    fisher_mass: bool = False  # diagonal metric from sqrt(Var[x] / Var[grad]) (adaptation.update_adaptation)
     thin: int = 1
     devices: int | None = None  # chains split across this many devices; None: chain_devices decides
     shard_data: bool = False  # also split data arrays along their first axis (large N)
@@ -252,7 +253,8 @@ def all_finite(tree):
     return jnp.stack(leaves).all() if leaves else jnp.bool_(True)
 
 
-def make_nuts_step(logdensity_fn: Callable, max_depth: int, dense: bool, gibbs_fn: Callable | None = None):
+def make_nuts_step(logdensity_fn: Callable, max_depth: int, dense: bool, gibbs_fn: Callable | None = None,
+                   fisher: bool = False):
     """One-chain NUTS iteration with schedule-driven adaptation: ``(step, prepare, empty_out)``
     for :func:`make_chunk_fn`.
 
@@ -263,7 +265,7 @@ def make_nuts_step(logdensity_fn: Callable, max_depth: int, dense: bool, gibbs_f
     """
     kernel = bj_nuts.build_kernel()
     if gibbs_fn is not None:
-        nuts_step, _, _ = make_nuts_step(logdensity_fn, max_depth, dense)
+        nuts_step, _, _ = make_nuts_step(logdensity_fn, max_depth, dense, fisher=fisher)
 
         def gibbs_step(state: NUTSChainState, flags: Schedule, data, target_accept):
             key, k_gibbs = jax.random.split(state.rng_key)
@@ -300,7 +302,8 @@ def make_nuts_step(logdensity_fn: Callable, max_depth: int, dense: bool, gibbs_f
         # A rejected non-finite proposal keeps the old state: report its energy.
         old_energy = -state.hmc.logdensity + metrics.default_metric(imm).kinetic_energy(info.momentum)
         energy = jnp.where(ok, info.energy, old_energy).astype(eps.dtype)
-        new_adapt = update_adaptation(adapt, flags, new_hmc.position, accept, target_accept, dense)
+        new_adapt = update_adaptation(adapt, flags, new_hmc.position, accept, target_accept, dense,
+                                      new_hmc.logdensity_grad if fisher else None)
         out = NUTSDraw(
             position=new_hmc.position,
             lp=new_hmc.logdensity,
@@ -355,6 +358,7 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
         config.chunk_size,
         config.max_depth,
         bool(config.dense_mass),
+        bool(config.fisher_mass),
         jax.config.jax_enable_x64,
         tuple(d.id for d in devices),
         bool(config.shard_data),
@@ -362,7 +366,8 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
     if key in _CACHE:
         return _CACHE[key], 0.0
     t0 = time.perf_counter()
-    chunk = make_chunk_fn(*make_nuts_step(logdensity_fn, int(config.max_depth), bool(config.dense_mass), gibbs_fn))
+    chunk = make_chunk_fn(*make_nuts_step(logdensity_fn, int(config.max_depth), bool(config.dense_mass), gibbs_fn,
+                                          fisher=bool(config.fisher_mass)))
     compiled = compile_chunk(chunk, carry, rows, data, target, devices, spmd=config.shard_data)
     seconds = time.perf_counter() - t0
     _CACHE[key] = compiled

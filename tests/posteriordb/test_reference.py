@@ -2,7 +2,8 @@
 
 Every parameter in reference.json is compared: mean within 4 * sqrt(mcse_ours^2 + mcse_ref^2)
 (plus a small floor), and sd within its Monte Carlo standard error. A quick subset runs by
-default; `pytest -m slow tests/posteriordb` runs them all."""
+default; `pytest -m slow tests/posteriordb` runs them all. Each model runs with Stan's mass-matrix
+adaptation (the default) and with the gradient-informed ("fisher") one."""
 import json
 import os
 import re
@@ -29,13 +30,13 @@ def _column(post, ref_name):
     return np.asarray(x, dtype=float)
 
 
-def _params(name):
+def _params(name, mass):
     marks = [] if name in QUICK else [pytest.mark.slow]
-    return pytest.param(name, marks=marks, id=name)
+    return pytest.param(name, mass, marks=marks, id=name if mass == "diag" else f"{name}-{mass}")
 
 
-@pytest.mark.parametrize("name", [_params(n) for n in MODELS])
-def test_reference_posterior(name):
+@pytest.mark.parametrize("name,mass", [_params(n, m) for m in ("diag", "fisher") for n in MODELS])
+def test_reference_posterior(name, mass):
     folder = os.path.join(SHARED, "posteriordb", name)
     if not os.path.isdir(folder):
         pytest.skip(f"shared/posteriordb/{name} not available")
@@ -43,7 +44,7 @@ def test_reference_posterior(name):
         ref = json.load(fh)
     model = ppl.load(os.path.join(HERE, "models", name + ".gm"))
     data = ppl.load_data(os.path.join(folder, "data.json"))
-    post = model.sample(data, chains=4, warmup=1000, draws=1000, seed=1)
+    post = model.sample(data, chains=4, warmup=1000, draws=1000, seed=1, mass_matrix=mass)
     ess_ref = ref["num_draws"]
     for pname, r in ref["parameters"].items():
         x = _column(post, pname)
