@@ -1,0 +1,81 @@
+"""Stan's mass-matrix estimate against the gradient-informed ("fisher") one, on every
+posteriordb model of the conformance suite (tests/posteriordb/models): min bulk ESS per
+gradient (sampling phase) and per second (warm-up + sampling), one seed per model, and the
+geometric mean of the ratios.
+
+    python bench/metric_survey.py --out bench/results/metric_survey.md
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def min_ess(post) -> float:
+    from ppl.diagnostics import ess_bulk
+
+    out = []
+    for name in post.names if hasattr(post, "names") else list(post.keys()):
+        a = np.asarray(post[name], float)
+        if a.ndim < 2:
+            continue
+        a = a.reshape(a.shape[:2] + (-1,))
+        for k in range(a.shape[-1]):
+            x = a[..., k]
+            if np.ptp(x) > 0:
+                out.append(float(ess_bulk(x)))
+    return min(out) if out else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    import ppl
+
+    shared = ROOT.parent / "shared" / "posteriordb"
+    models = sorted(p.stem for p in (ROOT / "tests" / "posteriordb" / "models").glob("*.gm"))
+    rows = []
+    for name in models:
+        folder = shared / name
+        if not folder.is_dir():
+            continue
+        model = ppl.load(str(ROOT / "tests" / "posteriordb" / "models" / f"{name}.gm"))
+        data = ppl.load_data(str(folder / "data.json"))
+        row = [name]
+        for mass in ("diag", "fisher"):
+            post = model.sample(data, chains=4, warmup=1000, draws=1000, seed=args.seed, mass_matrix=mass)
+            t = post.timings
+            grads = float(np.asarray(post.stats["n_leapfrog__"]).sum())
+            ess = min_ess({k: post[k] for k in post.meta["roles"] if post.meta["roles"][k] == "latent"})
+            row += [ess / grads, ess / (t["warmup_s"] + t["sampling_s"])]
+        rows.append(row)
+        print(f"{name:55s} diag {row[1]:.4f} {row[2]:8.0f}/s   fisher {row[3]:.4f} {row[4]:8.0f}/s", flush=True)
+    r_grad = np.array([r[3] / r[1] for r in rows])
+    r_sec = np.array([r[4] / r[2] for r in rows])
+    lines = ["| model | ESS/grad diag | ESS/grad fisher | ratio | ESS/s diag | ESS/s fisher | ratio |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r, g, s in zip(rows, r_grad, r_sec):
+        lines.append(f"| {r[0]} | {r[1]:.4f} | {r[3]:.4f} | {g:.2f} | {r[2]:.0f} | {r[4]:.0f} | {s:.2f} |")
+    summary = (f"\n{len(rows)} models, seed {args.seed}: geometric mean of fisher ÷ diag: ESS/grad "
+               f"{np.exp(np.mean(np.log(r_grad))):.3f}, ESS/s {np.exp(np.mean(np.log(r_sec))):.3f}; fisher better "
+               f"(ESS/grad) on {int((r_grad > 1).sum())}, worse on {int((r_grad < 1).sum())}; ratio below 0.8 on "
+               f"{int((r_grad < 0.8).sum())}, above 1.25 on {int((r_grad > 1.25).sum())}\n")
+    text = "\n".join(lines) + "\n" + summary
+    print(text)
+    if args.out:
+        Path(args.out).write_text("# Mass-matrix survey (bench/metric_survey.py)\n\n" + text)
+
+
+if __name__ == "__main__":
+    main()
