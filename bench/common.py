@@ -92,6 +92,14 @@ def scalar_columns(draws: dict, params: list) -> dict:
     return cols
 
 
+def min_bulk_ess(draws: dict, params: list) -> float:
+    """The smallest bulk ESS over every (non-constant) scalar of ``params``."""
+    from ppl.diagnostics import ess_bulk
+
+    ess = [float(ess_bulk(x)) for x in scalar_columns(draws, params).values() if np.ptp(x) > 0]
+    return min(ess) if ess else float("nan")
+
+
 def median(values):
     vals = [v for v in values if isinstance(v, (int, float)) and v == v]
     if not vals:

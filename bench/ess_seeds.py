@@ -22,17 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 
 
-def min_ess(draws: dict, params: list) -> float:
-    from ppl.diagnostics import ess_bulk
-
-    out = []
-    for p in params:
-        a = np.asarray(draws[p])
-        a = a.reshape(a.shape[:2] + (-1,))
-        out += [float(ess_bulk(a[..., k])) for k in range(a.shape[-1])]
-    return min(out)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
@@ -42,7 +31,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     import jax
     import ppl
-    from common import MODELS, MODELS_DIR, load_data
+    from common import MODELS, MODELS_DIR, load_data, min_bulk_ess
 
     params = MODELS[args.model]["params"]
     data = load_data({"set": MODELS[args.model]["data"]})
@@ -51,7 +40,7 @@ def main() -> None:
         m = ppl.load(str(MODELS_DIR / MODELS[args.model]["gm"]))
         for seed in range(args.seeds):
             post = m.sample(data, chains=4, warmup=1000, draws=1000, seed=seed)
-            rows.append((min_ess({p: post[p] for p in params}, params), np.asarray(post.stats["n_leapfrog__"]).sum()))
+            rows.append((min_bulk_ess({p: post[p] for p in params}, params), np.asarray(post.stats["n_leapfrog__"]).sum()))
     else:
         from numpyro.infer import MCMC, NUTS
         from peers import numpyro_model
@@ -62,7 +51,7 @@ def main() -> None:
         for seed in range(args.seeds):
             mc.run(jax.random.PRNGKey(seed), *fargs, extra_fields=("num_steps",))
             steps = np.asarray(mc.get_extra_fields(group_by_chain=True)["num_steps"]).sum()
-            rows.append((min_ess(mc.get_samples(group_by_chain=True), params), steps))
+            rows.append((min_bulk_ess(mc.get_samples(group_by_chain=True), params), steps))
     r = np.asarray(rows, float)
     e = r[:, 0] / r[:, 1]
     print(f"{args.model} {args.system}: {args.seeds} seeds, ESS/grad mean {e.mean():.4f} "

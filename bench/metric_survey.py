@@ -8,31 +8,13 @@ geometric mean of the ratios.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def min_ess(post) -> float:
-    from ppl.diagnostics import ess_bulk
-
-    out = []
-    for name in post.names if hasattr(post, "names") else list(post.keys()):
-        a = np.asarray(post[name], float)
-        if a.ndim < 2:
-            continue
-        a = a.reshape(a.shape[:2] + (-1,))
-        for k in range(a.shape[-1]):
-            x = a[..., k]
-            if np.ptp(x) > 0:
-                out.append(float(ess_bulk(x)))
-    return min(out) if out else float("nan")
 
 
 def main() -> None:
@@ -42,6 +24,9 @@ def main() -> None:
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     import ppl
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import min_bulk_ess
 
     shared = ROOT.parent / "shared" / "posteriordb"
     models = sorted(p.stem for p in (ROOT / "tests" / "posteriordb" / "models").glob("*.gm"))
@@ -57,7 +42,8 @@ def main() -> None:
             post = model.sample(data, chains=4, warmup=1000, draws=1000, seed=args.seed, mass_matrix=mass)
             t = post.timings
             grads = float(np.asarray(post.stats["n_leapfrog__"]).sum())
-            ess = min_ess({k: post[k] for k in post.meta["roles"] if post.meta["roles"][k] == "latent"})
+            latent = [k for k, role in post.meta["roles"].items() if role == "latent"]
+            ess = min_bulk_ess({k: post[k] for k in latent}, latent)
             row += [ess / grads, ess / (t["warmup_s"] + t["sampling_s"])]
         rows.append(row)
         print(f"{name:55s} diag {row[1]:.4f} {row[2]:8.0f}/s   fisher {row[3]:.4f} {row[4]:8.0f}/s", flush=True)
