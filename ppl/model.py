@@ -129,7 +129,7 @@ class Model:
                 "dims": self._dims(lw),
                 "step_size": res.step_size.tolist(), "warmup_divergences": res.warmup_divergences,
                 "roles": dict(b.roles), "max_depth": max_depth, "target_accept": target_accept,
-                "devices": res.devices, "moved_chains": list(getattr(res, "moved_chains", ()))}
+                "devices": res.devices, "moved_chains": list(res.moved_chains)}
         observed, constant, data_dims = data_groups(b)
         meta["dims"] = {**data_dims, **meta["dims"]}
         return Posterior(out, res.stats, kind="posterior", completed=res.completed, timings=timings, meta=meta,

@@ -14,49 +14,56 @@ import jax
 import jax.numpy as jnp
 
 
+def _log1p_exp_neg_abs(x):
+    return jnp.log1p(jnp.exp(-jnp.abs(x)))
+
+
 def _parts(x):
-    """(e, log1p(e), sigmoid(x), sigmoid(-x)) for e = exp(-|x|)."""
+    """(log1p(e), sigmoid(x), sigmoid(-x)) for e = exp(-|x|), one exp for all three."""
     e = jnp.exp(-jnp.abs(x))
     one_pe = 1.0 + e
     pos = x >= 0
-    return e, jnp.log1p(e), jnp.where(pos, 1.0, e) / one_pe, jnp.where(pos, e, 1.0) / one_pe
+    return jnp.log1p(e), jnp.where(pos, 1.0, e) / one_pe, jnp.where(pos, e, 1.0) / one_pe
 
 
 @jax.custom_jvp
 def log1p_exp(x):
     """log(1 + exp(x)), i.e. softplus, stable for any x."""
-    return jnp.maximum(x, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+    return jnp.maximum(x, 0.0) + _log1p_exp_neg_abs(x)
 
 
 @log1p_exp.defjvp
 def _log1p_exp_jvp(primals, tangents):
     (x,), (dx,) = primals, tangents
-    _, t, s, _ = _parts(x)
+    t, s, _ = _parts(x)
     return jnp.maximum(x, 0.0) + t, s * dx
 
 
 @jax.custom_jvp
 def log_sigmoid(x):
     """log(1 / (1 + exp(-x))), stable for any x."""
-    return jnp.minimum(x, 0.0) - jnp.log1p(jnp.exp(-jnp.abs(x)))
+    return jnp.minimum(x, 0.0) - _log1p_exp_neg_abs(x)
 
 
 @log_sigmoid.defjvp
 def _log_sigmoid_jvp(primals, tangents):
     (x,), (dx,) = primals, tangents
-    _, t, _, s_neg = _parts(x)
+    t, _, s_neg = _parts(x)
     return jnp.minimum(x, 0.0) - t, s_neg * dx
+
+
+def _pair(x, t):
+    return jnp.minimum(x, 0.0) - t, jnp.minimum(-x, 0.0) - t
 
 
 @jax.custom_jvp
 def log_sigmoid_pair(x):
     """(log sigmoid(x), log sigmoid(-x)) = (log p, log(1 - p)) for p = inv_logit(x), sharing one exp."""
-    t = jnp.log1p(jnp.exp(-jnp.abs(x)))
-    return jnp.minimum(x, 0.0) - t, jnp.minimum(-x, 0.0) - t
+    return _pair(x, _log1p_exp_neg_abs(x))
 
 
 @log_sigmoid_pair.defjvp
 def _log_sigmoid_pair_jvp(primals, tangents):
     (x,), (dx,) = primals, tangents
-    _, t, s, s_neg = _parts(x)
-    return (jnp.minimum(x, 0.0) - t, jnp.minimum(-x, 0.0) - t), (s_neg * dx, -s * dx)
+    t, s, s_neg = _parts(x)
+    return _pair(x, t), (s_neg * dx, -s * dx)

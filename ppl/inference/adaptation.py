@@ -140,11 +140,14 @@ class AdaptationState(NamedTuple):
     step_size: jax.Array  # () step size used by the next transition
     mm: MassMatrixAdaptationState  # inverse mass matrix + Welford accumulator of positions
     da: DualAveragingAdaptationState  # dual-averaging state
-    grads: WelfordAlgorithmState  # Welford accumulator of log-density gradients (the "fisher" metric)
+    grads: WelfordAlgorithmState | None = None  # Welford accumulator of gradients: the "fisher" metric only
 
 
-def init_adaptation_state(chains: int, dim: int, step_size: float, dense: bool, dtype) -> AdaptationState:
-    """Initial adaptation state for ``chains`` chains, built in numpy (no device work)."""
+def init_adaptation_state(chains: int, dim: int, step_size: float, dense: bool, dtype,
+                          fisher: bool = False) -> AdaptationState:
+    """Initial adaptation state for ``chains`` chains, built in numpy (no device work). ``fisher``
+    adds the gradient accumulator of :func:`update_adaptation`'s gradient-informed metric (the
+    other metrics do not carry it through every iteration)."""
     dtype = np.dtype(dtype)
     itype = np.dtype(jax.dtypes.canonicalize_dtype(np.int64))
     eps = np.full((chains,), step_size, dtype=dtype)
@@ -153,7 +156,8 @@ def init_adaptation_state(chains: int, dim: int, step_size: float, dense: bool, 
     else:
         imm = np.ones((chains, dim), dtype=dtype)
     wc = WelfordAlgorithmState(np.zeros((chains, dim), dtype), np.zeros_like(imm), np.zeros(chains, itype))
-    wg = WelfordAlgorithmState(np.zeros((chains, dim), dtype), np.zeros((chains, dim), dtype), np.zeros(chains, itype))
+    wg = (WelfordAlgorithmState(np.zeros((chains, dim), dtype), np.zeros((chains, dim), dtype),
+                                np.zeros(chains, itype)) if fisher and not dense else None)
     da = DualAveragingAdaptationState(
         np.log(eps), np.zeros_like(eps), np.ones(chains, itype), np.zeros_like(eps), np.log(10 * eps)
     )
@@ -226,20 +230,21 @@ def update_adaptation(
 ) -> AdaptationState:
     """Apply one iteration's (post-transition) schedule flags to the adaptation state.
 
-    With ``grad`` (the log-density gradient at ``position``) and a diagonal metric, each window
+    With ``grad`` (the log-density gradient at ``position``; the state then carries its
+    accumulator, see :func:`init_adaptation_state`) and a diagonal metric, each window
     ends with the gradient-informed estimate of nutpie (Seyboldt et al.): the inverse mass matrix
     is sqrt(Var[x] / Var[grad log p]) per coordinate, which equals Var[x] for a Gaussian and
     minimises the Fisher divergence to a standard normal otherwise; shrunk towards 1e-3 with
     Stan's weights n/(n+5), 5/(n+5). Without ``grad``: Stan's regularised window variance."""
     _, da_update, _ = dual_averaging_adaptation(target_accept)
     _, mm_update, mm_final = mass_matrix_adaptation(not dense)
-    _, wg_update, _ = welford_algorithm(True)
 
     da = _select(flags.adapt, _like(da_update(adapt.da, accept_stat), adapt.da), adapt.da)
     step_size = jnp.where(flags.adapt, jnp.exp(da.log_step_size), adapt.step_size)
     mm = _select(flags.slow, _like(mm_update(adapt.mm, position), adapt.mm), adapt.mm)
     grads = adapt.grads
     if grad is not None and not dense:
+        _, wg_update, _ = welford_algorithm(True)
         grads = _select(flags.slow, _like(wg_update(grads, grad), grads), grads)
         n = mm.wc_state.sample_size.astype(position.dtype)
         var_x = mm.wc_state.m2 / jnp.maximum(n - 1, 1)

@@ -167,8 +167,9 @@ def run_chunked(
     outs, seconds)`` gets the chunk's outputs as numpy (padding included; only the first
     ``n_valid`` iterations are real).  A ``KeyboardInterrupt`` (from the user or from
     ``on_chunk``) stops the loop.  ``hook=(iteration, fn)``: before the chunk starting at
-    ``iteration``, every earlier chunk is recorded and the carry becomes ``fn(carry)``.  Returns ``(carry, n_done, completed)``; ``n_done``
-    counts the iterations whose chunk reached ``on_chunk``.
+    ``iteration``, every earlier chunk is recorded and the carry becomes ``fn(carry)``.
+    Returns ``(carry, n_done, completed)``; ``n_done`` counts the iterations whose chunk
+    reached ``on_chunk``.
     """
     n_done, completed = 0, True
     pending = None  # the chunk dispatched last, whose outputs are not yet read
@@ -432,7 +433,7 @@ def sample_nuts(
 
     carry = NUTSChainState(
         hmc.HMCState(pos, np.zeros(chains, dtype), np.zeros_like(pos)),
-        init_adaptation_state(chains, dim, config.init_step_size, config.dense_mass, dtype),
+        init_adaptation_state(chains, dim, config.init_step_size, config.dense_mass, dtype, config.fisher_mass),
         chain_keys(key, chains),
     )
     devices = chain_devices(chains, config.devices)
