@@ -39,6 +39,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# The user's XLA_FLAGS as this process started: importing ppl here (for its diagnostics) adds
+# ppl's own XLA settings to os.environ, which must not leak into the peers' workers.
+USER_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
@@ -57,9 +61,13 @@ CONFIGS = {
     "numpyro-seq": ({"system": "numpyro", "chain_method": "sequential"}, "NumPyro sequential"),
     "numpyro-par": ({"system": "numpyro", "chain_method": "parallel"}, "NumPyro parallel"),
     "blackjax": ({"system": "blackjax"}, "hand-written JAX + BlackJAX"),
+    # The peers again with the XLA setting ppl makes at import (ppl.inference.parallel.SMALL_LOOP_BYTES):
+    # how much of ppl's lead on small models is that one flag, which any JAX user could set.
+    "numpyro-par-xla": ({"system": "numpyro", "chain_method": "parallel"}, "NumPyro parallel + ppl's XLA loop setting"),
+    "blackjax-xla": ({"system": "blackjax"}, "hand-written JAX + BlackJAX + ppl's XLA loop setting"),
     "stan": ({"system": "stan"}, "PyStan"),
 }
-DEFAULT_CONFIGS = list(CONFIGS)
+DEFAULT_CONFIGS = [c for c in CONFIGS if not c.endswith("-xla")]
 LOGP_CONFIGS = {"ppl", "numpyro-vec", "blackjax"}  # the log density is the same for every NumPyro method
 SCALING_CONFIGS = ["ppl", "numpyro-vec", "blackjax"]
 
@@ -71,7 +79,7 @@ METRICS = ["compile_s", "ttfd_cold_s", "ttfd_cached_s", "run_s", "ess_min", "ess
 
 
 def clean_env(args) -> dict:
-    env = dict(os.environ)
+    env = dict(os.environ, XLA_FLAGS=USER_XLA_FLAGS)
     for k in ("PPL_CACHE", "PPL_CACHE_DIR", "JAX_ENABLE_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR",
               "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES",
               "JAX_ENABLE_X64"):
@@ -100,9 +108,14 @@ def env_for(name: str, phase: str, cache_dir: str, stan_home: str, args) -> dict
         env["XDG_CACHE_HOME"] = stan_home  # httpstan keeps built models there
     if name == "ppl-vec":
         env["PPL_HOST_DEVICES"] = "1"
-    if name == "numpyro-par":
-        flags = env.get("XLA_FLAGS", "")
-        env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={args.parallel_devices_for(args)}".strip()
+    flags = env.pop("XLA_FLAGS")
+    if name.startswith("numpyro-par"):
+        flags = f"{flags} --xla_force_host_platform_device_count={args.parallel_devices_for(args)}"
+    if name.endswith("-xla"):
+        from ppl.inference.parallel import small_loop_flag
+        flags = f"{flags} {small_loop_flag()}"
+    if flags.strip():
+        env["XLA_FLAGS"] = flags.strip()
     return env
 
 
@@ -267,8 +280,8 @@ def fmt(v, kind="s"):
 
 
 def label(name, args):
-    if name == "numpyro-par":
-        return f"NumPyro parallel ({args.parallel_devices_for(args)} devices)"
+    if name.startswith("numpyro-par"):
+        return CONFIGS[name][1].replace("NumPyro parallel", f"NumPyro parallel ({args.parallel_devices_for(args)} devices)")
     return CONFIGS[name][1]
 
 
@@ -331,7 +344,7 @@ def notes(summary: dict, models: list, configs: list, args) -> list:
                 out.append(f"- {m}, {label(c, args)}: log density vs hand-written: {s['logp_check']}")
             if s.get("logp_note"):
                 out.append(f"- {m}, {label(c, args)}: logp+grad not timed: {s['logp_note']}")
-            if c == "numpyro-par" and s.get("chain_method_used") and s["chain_method_used"] != "parallel":
+            if c.startswith("numpyro-par") and s.get("chain_method_used") and s["chain_method_used"] != "parallel":
                 out.append(f"- {m}, NumPyro parallel fell back to `{s['chain_method_used']}` "
                            f"({s.get('devices')} devices for {args.chains} chains)")
         checks = {c: (summary.get(m, {}).get(c) or {}).get("logp_check") for c in configs}

@@ -1,5 +1,10 @@
 """Where chains run (ppl.inference.parallel): one chain per host device by default on CPU, a vmap
 of several per device when chains outnumber devices, and the same numbers either way."""
+import os
+import pathlib
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +14,7 @@ import ppl  # noqa: F401  (asks XLA for host devices before JAX starts)
 from ppl.inference.parallel import chain_devices, over_chains
 
 N_DEV = len(jax.devices())
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_ppl_asked_for_host_devices():
@@ -48,3 +54,32 @@ def test_split_chains_compute_what_vmap_computes(chains):
     got = jax.jit(over_chains(_one_chain, chains, devices))(states, scale)
     np.testing.assert_allclose(np.asarray(got[0]), np.asarray(expected[0]), rtol=1e-12)
     np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(expected[1]))
+
+
+def _loop_over(x):
+    # a while loop whose body reads 1 KiB and writes 1 KiB: above XLA's default small-loop threshold
+    # (1 KiB), below ppl's (SMALL_LOOP_BYTES)
+    return jax.lax.while_loop(lambda c: c[1] < 100, lambda c: (jnp.sin(c[0]) * 1.5 + 0.1, c[1] + 1),
+                              (x, jnp.zeros((), jnp.int32)))[0]
+
+
+@pytest.mark.skipif(jax.devices()[0].platform != "cpu", reason="an XLA CPU setting")
+def test_small_loops_compile_as_one_function():
+    # ppl raised XLA's small-while-loop threshold at import: such a loop becomes one compiled
+    # function (a call marked xla_cpu_small_call) instead of operations dispatched one by one
+    from ppl.inference.parallel import small_loop_flag
+
+    assert small_loop_flag() in os.environ.get("XLA_FLAGS", "")
+    hlo = jax.jit(_loop_over).lower(jnp.ones(256, jnp.float32)).compile().as_text()
+    assert "xla_cpu_small_call" in hlo
+
+
+def test_users_xla_backend_options_are_left_alone():
+    mine = "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1024"
+    env = dict(os.environ, XLA_FLAGS=mine, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", "import os, ppl; print(os.environ['XLA_FLAGS'])"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    flags = out.stdout.split()
+    assert mine in flags and not any("threshold=32768" in f for f in flags)
+    assert any(f.startswith("--xla_force_host_platform_device_count=") for f in flags)

@@ -1,0 +1,91 @@
+"""XLA's CPU small-while-loop threshold (ppl.inference.parallel.SMALL_LOOP_BYTES) on every
+posteriordb model of the conformance suite: compile time and warm-up + sampling time of the
+same fit (same seed, so the same draws) under each threshold, one fresh process per threshold
+(the setting is read once, when JAX starts its backend), no compile cache.
+
+    python bench/loop_survey.py --thresholds 1024,32768 --out bench/results/loop_survey.md
+
+1024 bytes is XLA's own default; 32768 is what ppl sets at import.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS_DIR = ROOT / "tests" / "posteriordb" / "models"
+
+WORKER = r"""
+import json, sys, warnings
+import numpy as np
+import ppl
+warnings.simplefilter("ignore")
+models_dir, shared, out = sys.argv[1:4]
+res = {}
+for name in sys.argv[4:]:
+    model = ppl.load(f"{models_dir}/{name}.gm")
+    data = ppl.load_data(f"{shared}/{name}/data.json")
+    post = model.sample(data, chains=4, warmup=1000, draws=1000, seed=1)
+    t = post.timings
+    res[name] = {"compile_s": float(t["compile_s"]), "run_s": float(t["warmup_s"] + t["sampling_s"]),
+                 "grads": int(np.asarray(post.stats["n_leapfrog__"]).sum())}
+    print(name, res[name], flush=True)
+    json.dump(res, open(out, "w"))
+"""
+
+
+def survey(threshold: int, models: list, shared: Path) -> dict:
+    from ppl.inference.parallel import small_loop_flag
+
+    env = dict(os.environ, XLA_FLAGS=small_loop_flag(threshold), PPL_CACHE="0", JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "res.json"
+        subprocess.run([sys.executable, "-c", WORKER, str(MODELS_DIR), str(shared), str(out), *models],
+                       env=env, check=True)
+        return json.loads(out.read_text())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--thresholds", default="1024,32768", help="bytes, comma-separated; the first is the baseline")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    shared = ROOT.parent / "shared" / "posteriordb"
+    models = sorted(p.stem for p in MODELS_DIR.glob("*.gm") if (shared / p.stem).is_dir())
+    ths = [int(t) for t in args.thresholds.split(",")]
+    runs = {t: survey(t, models, shared) for t in ths}
+    base = runs[ths[0]]
+    head = "| model | " + " | ".join(f"compile s @{t}" for t in ths) + " | " + \
+        " | ".join(f"warm-up+sampling s @{t}" for t in ths) + " | " + \
+        " | ".join(f"run ÷ @{ths[0]}, @{t}" for t in ths[1:]) + " |"
+    lines = [head, "|---|" + "---:|" * (3 * len(ths) - 1)]
+    for m in models:
+        cells = [f"{runs[t][m]['compile_s']:.2f}" for t in ths] + [f"{runs[t][m]['run_s']:.3f}" for t in ths] + \
+            [f"{runs[t][m]['run_s'] / base[m]['run_s']:.2f}" for t in ths[1:]]
+        same = all(runs[t][m]["grads"] == base[m]["grads"] for t in ths)
+        lines.append(f"| {m}{'' if same else ' (gradient counts differ)'} | " + " | ".join(cells) + " |")
+    summary = []
+    for t in ths[1:]:
+        run = np.array([runs[t][m]["run_s"] / base[m]["run_s"] for m in models])
+        comp = np.array([runs[t][m]["compile_s"] / base[m]["compile_s"] for m in models])
+        summary.append(f"- threshold {t} ÷ {ths[0]} over {len(models)} models: warm-up + sampling time geometric "
+                       f"mean {np.exp(np.mean(np.log(run))):.2f} (min {run.min():.2f}, max {run.max():.2f}; "
+                       f"faster by more than 20 % on {int((run < 0.8).sum())}, slower by more than 10 % on "
+                       f"{int((run > 1.1).sum())}); compile time geometric mean {np.exp(np.mean(np.log(comp))):.2f} "
+                       f"(max {comp.max():.2f})")
+    text = "\n".join(lines) + "\n\n" + "\n".join(summary) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).write_text("# XLA small-while-loop threshold survey\n\nReproduce: `python bench/loop_survey.py "
+                                  f"--thresholds {args.thresholds}`\n\n" + text)
+
+
+if __name__ == "__main__":
+    main()
