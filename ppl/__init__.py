@@ -9,11 +9,12 @@ import os as _os
 
 import jax as _jax
 
-from .inference.parallel import request_host_devices as _request_host_devices
+from .inference.parallel import configure_xla as _configure_xla
 
 # On CPU, one XLA host device per core (at least 4), so chains run as separate programs in
-# parallel (ppl.inference.parallel); must happen before JAX starts its backend.
-_request_host_devices()
+# parallel, and small while loops compiled as one function (ppl.inference.parallel); must
+# happen before JAX starts its backend.
+_configure_xla()
 
 # Precision: float64 by default (Stan's numerics; README "Precision" gives the measured trade-off);
 # PPL_PRECISION=32 for float32; PPL_PRECISION=auto for float64 on CPU and float32 on an accelerator.

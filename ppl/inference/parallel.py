@@ -2,7 +2,7 @@
 XLA settings made for them at import (host devices, the small-loop threshold).
 
 On CPU, ppl asks XLA for several host devices when it is imported
-(:func:`request_host_devices`, before JAX starts its backend) and runs the chains of a
+(:func:`configure_xla`, before JAX starts its backend) and runs the chains of a
 chunk with ``jax.shard_map`` across them: each device runs an *unbatched* one-chain
 program (or a vmap of a few chains when there are more chains than devices), so no chain
 waits for another's longest NUTS tree.  Measured on 2 cores: the one-chain chunk program
@@ -24,7 +24,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-__all__ = ["request_host_devices", "small_loop_flag", "chain_devices", "over_chains", "compile_chunk", "compiler_options",
+__all__ = ["configure_xla", "small_loop_flag", "chain_devices", "over_chains", "compile_chunk", "compiler_options",
            "place_chains", "place", "distribute"]
 
 _FLAG = "--xla_force_host_platform_device_count"
@@ -48,7 +48,7 @@ def small_loop_flag(nbytes: int = SMALL_LOOP_BYTES) -> str:
     return f"--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold={int(nbytes)}"
 
 
-def request_host_devices() -> None:
+def configure_xla() -> None:
     """Set up XLA for chains on CPU before JAX starts its backend: one host device per core
     (at least 4) unless the user chose (``XLA_FLAGS`` names a count, or ``PPL_HOST_DEVICES=n``;
     ``PPL_HOST_DEVICES=1`` turns this off), and the small-loop threshold above unless
