@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from importlib import resources
 from typing import Optional
 
 from lark import Lark, Token, Transformer, v_args
@@ -10,6 +9,7 @@ from lark.exceptions import UnexpectedInput, VisitError
 
 from . import ast as A
 from .errors import ModelError, Span
+from .grammar import tables as grammar_tables
 
 TYPE_NAMES = ("real", "int", "simplex", "ordered", "positive_ordered", "corr_cholesky", "cov_matrix")
 KEYWORDS = ("data", "fn", "import", "for", "in", "if", "then", "else", "return", "target")
@@ -54,9 +54,8 @@ class _Separators:
 
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
-    text = resources.files("ppl.grammar").joinpath("gm.lark").read_text()
-    return Lark(text, parser="lalr", lexer="contextual", postlex=_Separators(),
-                propagate_positions=True, maybe_placeholders=True)
+    """The LALR parser: from the stored tables (grammar/tables.py) when they match the grammar."""
+    return grammar_tables.load(_Separators())
 
 
 def _span(meta_or_tok) -> Span:
