@@ -251,9 +251,10 @@ def update_adaptation(
         var_g = grads.m2 / jnp.maximum(n - 1, 1)
         fisher = jnp.clip(jnp.sqrt(var_x / jnp.maximum(var_g, 1e-10)), 1e-20, 1e20)
         fisher = (n / (n + 5)) * fisher + 1e-3 * (5 / (n + 5))
-        mm = _select(flags.window_end, _like(MassMatrixAdaptationState(fisher, mm_final(mm).wc_state), mm), mm)
-        zero = jax.tree.map(jnp.zeros_like, grads)
-        grads = _select(flags.window_end, zero, grads)
+        # a window's end: the new metric, and both accumulators start afresh (as mm_final does)
+        restart = MassMatrixAdaptationState(fisher, jax.tree.map(jnp.zeros_like, mm.wc_state))
+        mm = _select(flags.window_end, _like(restart, mm), mm)
+        grads = _select(flags.window_end, jax.tree.map(jnp.zeros_like, grads), grads)
     else:
         mm = _select(flags.window_end, _like(mm_final(mm), mm), mm)
     step_size = jnp.where(flags.warmup_end, jnp.exp(da.log_step_size_avg), step_size)
