@@ -28,6 +28,16 @@ def data_dir() -> Path:
     return REPO_ROOT.parent / "shared" / "bench"
 
 
+POSTERIORDB_MODELS = REPO_ROOT / "tests" / "posteriordb" / "models"
+
+
+def posteriordb_models() -> tuple[Path, list]:
+    """The conformance suite's posteriordb models (tests/posteriordb/models/NAME.gm) whose
+    reference folder exists, and the folder holding those (../shared/posteriordb)."""
+    shared = data_dir().parent / "posteriordb"
+    return shared, sorted(p.stem for p in POSTERIORDB_MODELS.glob("*.gm") if (shared / p.stem).is_dir())
+
+
 # name -> GM file, data set, the sampled parameters (every scalar of each enters min ESS / max R-hat)
 MODELS = {
     "eight_schools": {"gm": "eight_schools.gm", "stan": "eight_schools.stan", "data": "eight_schools",

@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS_DIR = ROOT / "tests" / "posteriordb" / "models"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import POSTERIORDB_MODELS, posteriordb_models  # noqa: E402
 
 WORKER = r"""
 import json, sys, warnings
@@ -47,7 +49,7 @@ def survey(threshold: int, models: list, shared: Path) -> dict:
     env = dict(os.environ, XLA_FLAGS=small_loop_flag(threshold), PPL_CACHE="0", JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "res.json"
-        subprocess.run([sys.executable, "-c", WORKER, str(MODELS_DIR), str(shared), str(out), *models],
+        subprocess.run([sys.executable, "-c", WORKER, str(POSTERIORDB_MODELS), str(shared), str(out), *models],
                        env=env, check=True)
         return json.loads(out.read_text())
 
@@ -57,8 +59,7 @@ def main() -> None:
     ap.add_argument("--thresholds", default="1024,32768", help="bytes, comma-separated; the first is the baseline")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    shared = ROOT.parent / "shared" / "posteriordb"
-    models = sorted(p.stem for p in MODELS_DIR.glob("*.gm") if (shared / p.stem).is_dir())
+    shared, models = posteriordb_models()
     ths = [int(t) for t in args.thresholds.split(",")]
     runs = {t: survey(t, models, shared) for t in ths}
     base = runs[ths[0]]

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -26,17 +25,13 @@ def main() -> None:
     import ppl
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import min_bulk_ess
+    from common import POSTERIORDB_MODELS, min_bulk_ess, posteriordb_models
 
-    shared = ROOT.parent / "shared" / "posteriordb"
-    models = sorted(p.stem for p in (ROOT / "tests" / "posteriordb" / "models").glob("*.gm"))
+    shared, models = posteriordb_models()
     rows = []
     for name in models:
-        folder = shared / name
-        if not folder.is_dir():
-            continue
-        model = ppl.load(str(ROOT / "tests" / "posteriordb" / "models" / f"{name}.gm"))
-        data = ppl.load_data(str(folder / "data.json"))
+        model = ppl.load(str(POSTERIORDB_MODELS / f"{name}.gm"))
+        data = ppl.load_data(str(shared / name / "data.json"))
         row = [name]
         for mass in ("diag", "fisher"):
             post = model.sample(data, chains=4, warmup=1000, draws=1000, seed=args.seed, mass_matrix=mass)
