@@ -1,11 +1,12 @@
 """The LALR parser of gm.lark, built once and stored beside it (gm.tables).
 
 Building the parser from the grammar costs ~0.12 s in every fresh process (``ppl check``, a
-script's first ``ppl.load``); loading the stored tables costs ~0.02 s. gm.tables is JSON (data
+script's first ``ppl.load``); loading the stored tables costs ~0.01 s. gm.tables is JSON (data
 only: nothing in it is executed) holding Lark's own serialisation of the parser — its tuples and
 integer-keyed dicts written as one-key objects marked "\u0000t" / "\u0000d" — with the SHA-256
-of the grammar text it was built from and the Lark version. A grammar edited without regenerating the tables, another Lark version, or a file that
-does not load all mean the parser is built from the grammar as before.
+of the grammar text it was built from and the Lark version. A grammar edited without
+regenerating the tables, another Lark version, or a file that does not load all mean the parser
+is built from the grammar as before.
 
 Regenerate after editing gm.lark:  python -m ppl.grammar
 """
