@@ -57,6 +57,8 @@ CONFIGS = {
     "ppl": ({"system": "ppl"}, "ppl (default: a chain per host device)"),
     "ppl-vec": ({"system": "ppl"}, "ppl, chains vmapped on one device (PPL_HOST_DEVICES=1)"),
     "ppl-fisher": ({"system": "ppl", "mass_matrix": "fisher"}, "ppl, mass_matrix=\"fisher\" (nutpie's diagonal)"),
+    # ppl without the sufficient-statistics rewrite of Gaussian linear likelihoods (ppl.suffstats)
+    "ppl-rows": ({"system": "ppl"}, "ppl, Gaussian likelihoods row by row (PPL_SUFFSTATS=0)"),
     "numpyro-vec": ({"system": "numpyro", "chain_method": "vectorized"}, "NumPyro vectorized"),
     "numpyro-seq": ({"system": "numpyro", "chain_method": "sequential"}, "NumPyro sequential"),
     "numpyro-par": ({"system": "numpyro", "chain_method": "parallel"}, "NumPyro parallel"),
@@ -67,8 +69,8 @@ CONFIGS = {
     "blackjax-xla": ({"system": "blackjax"}, "hand-written JAX + BlackJAX + ppl's XLA loop setting"),
     "stan": ({"system": "stan"}, "PyStan"),
 }
-DEFAULT_CONFIGS = [c for c in CONFIGS if not c.endswith("-xla")]
-LOGP_CONFIGS = {"ppl", "numpyro-vec", "blackjax"}  # the log density is the same for every NumPyro method
+DEFAULT_CONFIGS = [c for c in CONFIGS if not c.endswith("-xla") and c != "ppl-rows"]
+LOGP_CONFIGS = {"ppl", "ppl-rows", "numpyro-vec", "blackjax"}  # the log density is the same for every NumPyro method
 SCALING_CONFIGS = ["ppl", "numpyro-vec", "blackjax"]
 
 METRICS = ["compile_s", "ttfd_cold_s", "ttfd_cached_s", "run_s", "ess_min", "ess_per_s", "ess_per_grad",
@@ -82,7 +84,7 @@ def clean_env(args) -> dict:
     env = dict(os.environ, XLA_FLAGS=USER_XLA_FLAGS)
     for k in ("PPL_CACHE", "PPL_CACHE_DIR", "JAX_ENABLE_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR",
               "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES",
-              "JAX_ENABLE_X64"):
+              "JAX_ENABLE_X64", "PPL_SUFFSTATS"):
         env.pop(k, None)
     env["JAX_PLATFORMS"] = "cpu"
     env["PPL_PRECISION"] = str(args.precision)
@@ -108,6 +110,8 @@ def env_for(name: str, phase: str, cache_dir: str, stan_home: str, args) -> dict
         env["XDG_CACHE_HOME"] = stan_home  # httpstan keeps built models there
     if name == "ppl-vec":
         env["PPL_HOST_DEVICES"] = "1"
+    if name == "ppl-rows":
+        env["PPL_SUFFSTATS"] = "0"
     flags = env.pop("XLA_FLAGS")
     if name.startswith("numpyro-par"):
         flags = f"{flags} --xla_force_host_platform_device_count={args.parallel_devices_for(args)}"

@@ -198,6 +198,9 @@ def cmd_check(args, caught) -> int:
     for f in g.factors:
         text = lines[f.span.line - 1].strip() if f.span.line <= len(lines) else ""
         print(f"  [line {f.span.line}] {'observes' if f.kind == 'observe' else 'adds'}: {text}")
+    if args.data:
+        for label, plan in lw.suffstats.items():
+            print(f"  {label}: {plan.describe()}")
     if args.print_graph:
         print(describe(g))
     return 0

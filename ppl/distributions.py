@@ -11,6 +11,9 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable
 
+import jax
+import jax.numpy as jnp
+
 from ppl import distributions_continuous as _continuous
 from ppl import distributions_discrete as _discrete
 from ppl import distributions_multivariate as _multivariate
@@ -80,3 +83,34 @@ def get(name: str) -> Distribution:
 
 
 __all__ = ["Distribution", "DISTRIBUTIONS", "get"]
+
+
+def sample_ordered(dist, args, batch, event, key, positive, tries=1000):
+    """A draw of `x: ordered[K] ~ D(...)`: D restricted to increasing vectors (and to positive
+    ones for positive_ordered), as the density defines it. Sorting iid draws is exact when the
+    K elements are exchangeable (scalar arguments); otherwise draws are rejected until ordered."""
+    shape = tuple(batch) + tuple(event)
+    exchangeable = all(np.ndim(a) == 0 for a in args)
+
+    def propose(k):
+        x = dist.sample(k, shape, *args, event_shape=event)
+        return jnp.sort(x, axis=-1) if exchangeable else x
+
+    def ok(x):
+        good = jnp.all(jnp.diff(x, axis=-1) > 0, axis=-1)
+        return good & jnp.all(x > 0, axis=-1) if positive else good
+
+    def cond(state):
+        i, _, x = state
+        return (i < tries) & ~jnp.all(ok(x))
+
+    def body(state):
+        i, k, x = state
+        k, sub = jax.random.split(k)
+        fresh = propose(sub)
+        keep = ok(x)[..., None]
+        return i + 1, k, jnp.where(keep, x, fresh)
+
+    k0, k1 = jax.random.split(key)
+    _, _, x = jax.lax.while_loop(cond, body, (0, k1, propose(k0)))
+    return x

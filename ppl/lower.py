@@ -16,11 +16,12 @@ import numpy as np
 from . import ast as A
 from . import combinators
 from . import constraints as C
+from . import suffstats
 from .binding import (KNOWN_ROLES, ROLE_DETERMINISTIC, ROLE_GENERATED, ROLE_LATENT, ROLE_OBSERVED,
                       STRUCTURED, Binding)
-from .distributions import DISTRIBUTIONS
+from .distributions import DISTRIBUTIONS, sample_ordered
 from .errors import ModelError
-from .evaluate import Evaluator, static_int
+from .evaluate import Evaluator, is_concrete, static_int
 from .graph import FLAT
 from .enumerate import (PROB_SUFFIX, descendants, draw_chain, draw_conditional, sum_out, sum_out_chain,
                         support_values)
@@ -59,8 +60,11 @@ class Lowered:
         self.elem_shape: dict = {}
         self.piece_constraint: dict = {}
         self.enumerated: dict = {}          # discrete latent name -> support values (summed out)
+        self.suffstats: dict = {}           # observed name -> suffstats.Plan (found by the shape pass)
+        self._statistics = (None, {})       # (the binding's arrays, the plans' statistics from them)
         self.enum_pad = max([np.ndim(v) for v in binding.arrays.values()] + [1])
         self._infer_shapes()
+        suffstats.drop_batched(self.suffstats, self.graph, self.enumerated)
         offset = 0
         for name in binding.nodes_with(ROLE_LATENT):
             if name in self.enumerated:
@@ -77,8 +81,22 @@ class Lowered:
     # ------------------------------------------------------------------ public functions
     def arrays(self) -> dict:
         """The data arguments for the functions below (``device_put``, not ``jnp.asarray``, which
-        compiles a copy program per array shape)."""
-        return {k: jax.device_put(np.asarray(v)) for k, v in self.binding.arrays.items()}
+        compiles a copy program per array shape), with the sufficient statistics of the
+        likelihoods ``ppl.suffstats`` rewrites."""
+        out = {k: jax.device_put(np.asarray(v)) for k, v in self.binding.arrays.items()}
+        out.update({k: jax.device_put(v) for k, v in self.statistics().items()})
+        return out
+
+    def statistics(self) -> dict:
+        """The data arguments of the rewritten likelihoods, computed once per data set."""
+        source, stats = self._statistics
+        if source is not self.binding.arrays:
+            try:
+                stats = suffstats.statistics(self.suffstats.values(), self.binding, self.graph.functions)
+            except ModelError as err:
+                raise err.located(self.graph.file, self.graph.source) from None
+            self._statistics = (self.binding.arrays, stats)
+        return stats
 
     def log_density(self, u, arrays, parts=PARTS_ALL):
         """The log density at the unconstrained point ``u``.
@@ -191,8 +209,8 @@ class _Walk:
                     if j not in self.skip_factors:
                         self._factor(j, f)
             elif self.mode == SHAPES:
-                for f in self.g.factors:
-                    self._factor_shapes(f)
+                for j, f in enumerate(self.g.factors):
+                    self._factor(j, f)
         except ModelError as err:
             raise err.located(self.g.file, self.g.source) from None
         return self
@@ -204,11 +222,17 @@ class _Walk:
             return
         if role in KNOWN_ROLES:
             if role == ROLE_OBSERVED and self.mode in (DENSITY, SHAPES):
+                plan = self.lw.suffstats.get(name) if self.mode == DENSITY else None
+                if plan is not None:
+                    self.terms[(LIKELIHOOD, name)] = suffstats.log_likelihood(plan, self.ev, self.env)
+                    return
                 dist, args = self._dist(node)
                 value = self.env[name]
                 self._check_observed_shape(node, dist, args, value)
                 if self.mode == DENSITY:
                     self.terms[(LIKELIHOOD, name)] = jnp.sum(dist.logpdf(value, *args))
+                else:
+                    self._find_suffstats(name, A.Name(name, node.span), value, node.dist)
             return
         if role == ROLE_DETERMINISTIC:
             self.env[name] = self.ev(node.expr)
@@ -247,6 +271,17 @@ class _Walk:
             self.env[name] = _placeholder(self.key, batch + event, dist.discrete)
             return
         self.env[name] = self._draw(node, dist, args, batch, event, jax.random.fold_in(self.key, i))
+
+    def _find_suffstats(self, label, value_expr, value, call):
+        """Record a ``suffstats.Plan`` when an observation ``~ normal(...)`` is linear in the
+        parameters (``label``: the node's name, or ``observe@J`` for the J-th factor)."""
+        if call.func != "normal" or len(call.args) != 2 or not suffstats.enabled():
+            return
+        inline = {n: d.expr for n, d in self.g.nodes.items()
+                  if self.b.roles[n] == ROLE_DETERMINISTIC and not d.pieces and d.expr is not None}
+        plan = suffstats.find(label, value_expr, value, call.args[0], call.args[1], self.ev, inline)
+        if plan is not None:
+            self.lw.suffstats[label] = plan
 
     def _fixed_discrete(self, node):
         value = self.discrete[node.name]
@@ -316,7 +351,7 @@ class _Walk:
             return self._draw_truncated(node, dist, args, batch, key)
         try:
             if t is not None and t.base in ("ordered", "positive_ordered"):
-                return _draw_ordered(dist, args, batch, event, key, positive=t.base == "positive_ordered")
+                return sample_ordered(dist, args, batch, event, key, positive=t.base == "positive_ordered")
             return dist.sample(key, batch, *args, event_shape=event)
         except (TypeError, ValueError) as err:
             raise ModelError(f"cannot draw `{node.name}` from `{dist.name}` with argument shapes "
@@ -337,6 +372,12 @@ class _Walk:
 
     # ---------------------------------------------------------------- factors
     def _factor(self, j, f):
+        plan = self.lw.suffstats.get(f"observe@{j}") if self.mode == DENSITY else None
+        if plan is not None:
+            self.terms[(LIKELIHOOD, f"observation (line {f.span.line})")] = suffstats.log_likelihood(
+                plan, self.ev, self.env)
+            return
+
         def term(ev):
             if f.kind == "target":
                 return jnp.sum(ev(f.value))
@@ -344,6 +385,8 @@ class _Walk:
             value = ev(f.value)
             if self.mode == SHAPES:
                 self._check_observed_shape(None, dist, args, value, f.span)
+                if f.kind == "observe" and not f.loops and is_concrete(value):
+                    self._find_suffstats(f"observe@{j}", f.value, value, f.dist)
             return jnp.sum(dist.logpdf(value, *args))
 
         label = f"target += (line {f.span.line})" if f.kind == "target" else f"observation (line {f.span.line})"
@@ -351,9 +394,6 @@ class _Walk:
             self.pieces.check_indices([f.value, f.dist], f.loops, f.span)
         total = loop_factor(self, f, term) if f.loops else term(self.ev)
         self.terms[(LIKELIHOOD, label)] = total
-
-    def _factor_shapes(self, f):
-        self._factor(0, f)
 
     # ---------------------------------------------------------------- helpers
     def _dist(self, node):
@@ -460,37 +500,6 @@ class _Walk:
                 raise ModelError(f"`{node.name}` takes values in a {c.kind.replace('_', ' ')}, which bounds "
                                  "cannot narrow", t.span, hint="remove the bounds from the declaration") from None
         return c
-
-
-def _draw_ordered(dist, args, batch, event, key, positive, tries=1000):
-    """A draw of `x: ordered[K] ~ D(...)`: D restricted to increasing vectors (and to positive
-    ones for positive_ordered), as the density defines it. Sorting iid draws is exact when the
-    K elements are exchangeable (scalar arguments); otherwise draws are rejected until ordered."""
-    shape = tuple(batch) + tuple(event)
-    exchangeable = all(np.ndim(a) == 0 for a in args)
-
-    def propose(k):
-        x = dist.sample(k, shape, *args, event_shape=event)
-        return jnp.sort(x, axis=-1) if exchangeable else x
-
-    def ok(x):
-        good = jnp.all(jnp.diff(x, axis=-1) > 0, axis=-1)
-        return good & jnp.all(x > 0, axis=-1) if positive else good
-
-    def cond(state):
-        i, _, x = state
-        return (i < tries) & ~jnp.all(ok(x))
-
-    def body(state):
-        i, k, x = state
-        k, sub = jax.random.split(k)
-        fresh = propose(sub)
-        keep = ok(x)[..., None]
-        return i + 1, k, jnp.where(keep, x, fresh)
-
-    k0, k1 = jax.random.split(key)
-    _, _, x = jax.lax.while_loop(cond, body, (0, k1, propose(k0)))
-    return x
 
 
 def _placeholder(key, shape, discrete):
