@@ -1,11 +1,14 @@
-"""XLA's CPU small-while-loop threshold (ppl.inference.parallel.SMALL_LOOP_BYTES) on every
-posteriordb model of the conformance suite: compile time and warm-up + sampling time of the
-same fit (same seed, so the same draws) under each threshold, one fresh process per threshold
-(the setting is read once, when JAX starts its backend), no compile cache.
+"""A process-wide setting surveyed on every posteriordb model of the conformance suite: compile
+time and warm-up + sampling time of the same fit (same seed) under each value, one fresh process
+per value (XLA reads its flags once, when JAX starts its backend), no compile cache.
 
     python bench/loop_survey.py --thresholds 1024,32768 --out bench/results/loop_survey.md
+    python bench/loop_survey.py --suffstats --out bench/results/suffstats_survey.md
 
-1024 bytes is XLA's own default; 32768 is what ppl sets at import.
+``--thresholds``: XLA's CPU small-while-loop threshold (ppl.inference.parallel.SMALL_LOOP_BYTES);
+1024 bytes is XLA's own default, 32768 what ppl sets at import. ``--suffstats``: Gaussian
+likelihoods row by row (PPL_SUFFSTATS=0) against through sufficient statistics (ppl.suffstats,
+the default), at ppl's threshold.
 """
 from __future__ import annotations
 
@@ -43,10 +46,11 @@ for name in sys.argv[4:]:
 """
 
 
-def survey(threshold: int, models: list, shared: Path) -> dict:
+def survey(threshold: int, models: list, shared: Path, suffstats: str = "1") -> dict:
     from ppl.inference.parallel import small_loop_flag
 
-    env = dict(os.environ, XLA_FLAGS=small_loop_flag(threshold), PPL_CACHE="0", JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, XLA_FLAGS=small_loop_flag(threshold), PPL_CACHE="0", JAX_PLATFORMS="cpu",
+               PYTHONPATH=str(ROOT), PPL_SUFFSTATS=suffstats)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "res.json"
         subprocess.run([sys.executable, "-c", WORKER, str(POSTERIORDB_MODELS), str(shared), str(out), *models],
@@ -57,11 +61,18 @@ def survey(threshold: int, models: list, shared: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--thresholds", default="1024,32768", help="bytes, comma-separated; the first is the baseline")
+    ap.add_argument("--suffstats", action="store_true",
+                    help="compare PPL_SUFFSTATS=0 (baseline) with the default instead of thresholds")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     shared, models = posteriordb_models()
-    ths = [int(t) for t in args.thresholds.split(",")]
-    runs = {t: survey(t, models, shared) for t in ths}
+    if args.suffstats:
+        from ppl.inference.parallel import SMALL_LOOP_BYTES
+        ths = ["rows", "suffstats"]
+        runs = {t: survey(SMALL_LOOP_BYTES, models, shared, "1" if t == "suffstats" else "0") for t in ths}
+    else:
+        ths = [int(t) for t in args.thresholds.split(",")]
+        runs = {t: survey(t, models, shared) for t in ths}
     base = runs[ths[0]]
     head = "| model | " + " | ".join(f"compile s @{t}" for t in ths) + " | " + \
         " | ".join(f"warm-up+sampling s @{t}" for t in ths) + " | " + \
@@ -76,7 +87,7 @@ def main() -> None:
     for t in ths[1:]:
         run = np.array([runs[t][m]["run_s"] / base[m]["run_s"] for m in models])
         comp = np.array([runs[t][m]["compile_s"] / base[m]["compile_s"] for m in models])
-        summary.append(f"- threshold {t} ÷ {ths[0]} over {len(models)} models: warm-up + sampling time geometric "
+        summary.append(f"- {t} ÷ {ths[0]} over {len(models)} models: warm-up + sampling time geometric "
                        f"mean {np.exp(np.mean(np.log(run))):.2f} (min {run.min():.2f}, max {run.max():.2f}; "
                        f"faster by more than 20 % on {int((run < 0.8).sum())}, slower by more than 10 % on "
                        f"{int((run > 1.1).sum())}); compile time geometric mean {np.exp(np.mean(np.log(comp))):.2f} "
@@ -84,8 +95,9 @@ def main() -> None:
     text = "\n".join(lines) + "\n\n" + "\n".join(summary) + "\n"
     print(text)
     if args.out:
-        Path(args.out).write_text("# XLA small-while-loop threshold survey\n\nReproduce: `python bench/loop_survey.py "
-                                  f"--thresholds {args.thresholds}`\n\n" + text)
+        what, flags = (("Sufficient statistics", "--suffstats") if args.suffstats else
+                       ("XLA small-while-loop threshold", f"--thresholds {args.thresholds}"))
+        Path(args.out).write_text(f"# {what} survey\n\nReproduce: `python bench/loop_survey.py {flags}`\n\n" + text)
 
 
 if __name__ == "__main__":
