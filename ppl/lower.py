@@ -372,10 +372,10 @@ class _Walk:
 
     # ---------------------------------------------------------------- factors
     def _factor(self, j, f):
+        label = f"target += (line {f.span.line})" if f.kind == "target" else f"observation (line {f.span.line})"
         plan = self.lw.suffstats.get(f"observe@{j}") if self.mode == DENSITY else None
         if plan is not None:
-            self.terms[(LIKELIHOOD, f"observation (line {f.span.line})")] = suffstats.log_likelihood(
-                plan, self.ev, self.env)
+            self.terms[(LIKELIHOOD, label)] = suffstats.log_likelihood(plan, self.ev, self.env)
             return
 
         def term(ev):
@@ -389,7 +389,6 @@ class _Walk:
                     self._find_suffstats(f"observe@{j}", f.value, value, f.dist)
             return jnp.sum(dist.logpdf(value, *args))
 
-        label = f"target += (line {f.span.line})" if f.kind == "target" else f"observation (line {f.span.line})"
         if self.mode == SHAPES and f.loops:
             self.pieces.check_indices([f.value, f.dist], f.loops, f.span)
         total = loop_factor(self, f, term) if f.loops else term(self.ev)

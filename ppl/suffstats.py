@@ -95,13 +95,14 @@ def find(label: str, value_expr: A.Expr, value, mu_expr: A.Expr, sigma_expr: A.E
     terms, offsets, indices = [], [], []
     for sign, expr in _summands(mu_expr, 1, inline):
         sign, factors = _factors(expr, sign, inline)
-        data = [f for f in factors if is_concrete(ev(f))]
-        params = [f for f in factors if not is_concrete(ev(f))]
+        values = [ev(f) for f in factors]
+        data = [f for f, v in zip(factors, values) if is_concrete(v)]
+        params = [f for f, v in zip(factors, values) if not is_concrete(v)]
+        if len(params) > 1 or not all(_broadcasts(np.shape(v), rows) for v in values if is_concrete(v)):
+            return None
         if not params:
             offsets.append((sign, _product(data, expr)))
             continue
-        if len(params) > 1 or not all(_broadcasts(np.shape(ev(f)), rows) for f in data):
-            return None
         term = _term(_resolve(params[0], inline), data, sign, ev, rows, indices, inline)
         if term is None:
             return None

@@ -150,3 +150,18 @@ def test_check_reports_the_rewrite(tmp_path, capsys):
     main(["check", str(tmp_path / "m.gm"), "--data", str(tmp_path / "d.json")])
     assert "y: Gaussian likelihood through sufficient statistics: 8 groups × 3 columns instead of 400 rows" \
         in capsys.readouterr().out
+
+
+def test_group_factors_one_group_at_a_time_equal_the_batched_ones(monkeypatch):
+    """Groups too uneven to pad into one batched QR are factored one by one: the same R (up
+    to the sign of each row, which the sum of squares does not see)."""
+    from ppl import suffstats
+    v = RNG.normal(size=(N, 4))
+    batched = suffstats._factor_groups(v, G, J + 2)           # two empty groups
+    monkeypatch.setattr(suffstats, "_PAD_LIMIT", 0)
+    looped = suffstats._factor_groups(v, G, J + 2)
+    w = RNG.normal(size=(J + 2, 4))
+    ss = [np.sum(np.einsum("jab,jb->ja", r, w) ** 2, axis=1) for r in (batched, looped)]
+    direct = np.array([np.sum((v[G == j] @ w[j]) ** 2) for j in range(J + 2)])
+    np.testing.assert_allclose(ss[0], direct, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ss[1], direct, rtol=1e-12, atol=1e-12)
