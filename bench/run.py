@@ -604,7 +604,8 @@ def update_readme(md: str, scaling_only: bool = False):
         head, rest = text.split(begin, 1)
         tail = rest.split(end, 1)[1]
         body = md.replace("# ppl benchmark results", "### Latest scaling results" if scaling_only
-                          else "### Latest results", 1)
+                          else "### Latest results (`bench/results/latest.md`)", 1)
+        body = body.replace("\n## ", "\n#### ")        # the table's sections sit under that heading
         path.write_text(f"{head}{begin}\n{body}\n{end}{tail}")
 
 

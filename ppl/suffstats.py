@@ -103,7 +103,7 @@ def find(label: str, value_expr: A.Expr, value, mu_expr: A.Expr, sigma_expr: A.E
         if not params:
             offsets.append((sign, _product(data, expr)))
             continue
-        term = _term(_resolve(params[0], inline), data, sign, ev, rows, indices, inline)
+        term = _term(_resolve(params[0], inline), data, sign, ev, rows, indices)
         if term is None:
             return None
         terms.append(term)
@@ -118,8 +118,8 @@ def find(label: str, value_expr: A.Expr, value, mu_expr: A.Expr, sigma_expr: A.E
     sigma = _resolve(sigma_expr, inline)
     if sigma_kind == SIGMA_GROUP:
         sigma = sigma.base
-    plan = Plan(label, value_expr, rows, groups, indices[0][0] if indices else None, tuple(terms), tuple(offsets),
-                sigma, sigma_kind)
+    plan = Plan(label, value_expr, rows, groups, indices[0][0] if indices else None, tuple(terms),
+                tuple(offsets), sigma, sigma_kind)
     cols = plan.width + 1
     if groups * cols > rows / 2 or groups * cols * cols > MAX_STATISTICS:
         return None                                    # not enough rows per group to pay
@@ -128,9 +128,9 @@ def find(label: str, value_expr: A.Expr, value, mu_expr: A.Expr, sigma_expr: A.E
 
 def _summands(e, sign, inline):
     e = _resolve(e, inline)
-    if isinstance(e, A.Binary) and e.op in "+-":
+    if isinstance(e, A.Binary) and e.op in ("+", "-"):
         return _summands(e.left, sign, inline) + _summands(e.right, sign if e.op == "+" else -sign, inline)
-    if isinstance(e, A.Unary) and e.op in "+-":
+    if isinstance(e, A.Unary) and e.op in ("+", "-"):
         return _summands(e.operand, sign if e.op == "+" else -sign, inline)
     return [(sign, e)]
 
@@ -141,7 +141,7 @@ def _factors(e, sign, inline):
         sign, left = _factors(e.left, sign, inline)
         sign, right = _factors(e.right, sign, inline)
         return sign, left + right
-    if isinstance(e, A.Unary) and e.op in "+-":
+    if isinstance(e, A.Unary) and e.op in ("+", "-"):
         return _factors(e.operand, sign if e.op == "+" else -sign, inline)
     return sign, [e]
 
@@ -179,7 +179,7 @@ def _gather(e, ev, rows):
     return e.indices[0], int(np.shape(base)[0])
 
 
-def _term(p, data, sign, ev, rows, indices, inline) -> Optional[Term]:
+def _term(p, data, sign, ev, rows, indices) -> Optional[Term]:
     g = _gather(p, ev, rows)
     if g is not None:
         indices.append(g)
