@@ -192,7 +192,7 @@ def _take(g, b, node, value, dim_sources):
                 i = tuple(int(k) for k in np.argwhere(arr != np.round(arr))[0])
                 raise _err(g, DataError, f"data `{node.name}` must be whole numbers, but "
                            f"{node.name}{list(i) if i else ''} = {arr[i] if i else arr}", node.span,
-                           hint=f"declare it `real` if it is continuous")
+                           hint="declare it `real` if it is continuous")
         arr = arr.astype(np.int64)
     else:
         arr = arr.astype(np.float64)

@@ -32,7 +32,7 @@ def check_graph(g: Graph) -> Graph:
                 d = DISTRIBUTIONS[node.dist.func]
                 if not d.discrete:
                     raise ModelError(f"`{node.name}` is declared `int` but `{d.name}` is continuous",
-                                     node.type.span, hint=f"declare it `real`")
+                                     node.type.span, hint="declare it `real`")
         for f in g.factors:
             if f.dist is not None:
                 _check_distribution(f.dist, fns)

@@ -173,7 +173,6 @@ def _load(args):
 
 
 def cmd_check(args, caught) -> int:
-    from .binding import bind
     from .graph import describe
     model, data = _load(args)
     g = model.graph

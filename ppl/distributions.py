@@ -13,6 +13,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ppl import distributions_continuous as _continuous
 from ppl import distributions_discrete as _discrete

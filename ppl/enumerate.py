@@ -155,7 +155,6 @@ def chain_terms(walk, name):
     node = g.nodes[name]
     p0, p1 = _chain_pieces(node, g)
     values = jnp.asarray(lw.enumerated[name])
-    K = values.shape[0]
     T = lw.extent[name][0]
     d0, a0 = combinators.resolve(p0.dist, walk.ev)
     log_init = d0.logpdf(values, *a0)

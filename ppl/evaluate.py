@@ -217,7 +217,7 @@ class Evaluator:
             if name.endswith(suffix) and name[: -len(suffix)] in DISTRIBUTIONS:
                 return self._density_call(e, name[: -len(suffix)], suffix)
         if e.given is not None:
-            raise ModelError(f"`|` is only used in density calls like `normal_lpdf(x | mu, sigma)`", e.span)
+            raise ModelError("`|` is only used in density calls like `normal_lpdf(x | mu, sigma)`", e.span)
         fn = builtin(e)
         n = len(e.args)
         args = [self(a) for a in e.args]

@@ -121,7 +121,6 @@ class Model:
                        path_length=path_length, num_steps=num_steps, callback=progress, gibbs_fn=gibbs,
                        devices=devices, shard_data=shard_data, restart_stuck=restart_stuck,
                        fisher_mass=mass_matrix == "fisher")
-        t1 = time.perf_counter()
         out, gen_compile, gen_s = self._outputs(lw, arrays, res.positions, stream(seed, 3))
         timings = {"compile_s": res.compile_s + init_compile + gen_compile, "warmup_s": res.warmup_s,
                    "sampling_s": res.sampling_s + gen_s, "total_s": time.perf_counter() - t0}

@@ -557,3 +557,13 @@ def test_registry():
     # every sampler takes the event_shape keyword (needed for lkj_corr_cholesky)
     x = D.get("normal").sample(jax.random.key(0), (2,), 0.0, 1.0, event_shape=())
     assert x.shape == (2,)
+
+
+def test_prior_draws_of_ordered_vectors_are_increasing():
+    """`x: ordered[K] ~ D(...)` is simulated as D restricted to increasing vectors: sorted iid
+    draws for scalar arguments, rejection otherwise (ppl.distributions.sample_ordered)."""
+    model = ppl.compile("x: ordered[3] ~ normal(0, 1)\nz: positive_ordered[2] ~ normal([0.0, 1.0], 1)")
+    prior = model.prior(draws=200, seed=3)
+    x, z = np.asarray(prior["x"]).reshape(-1, 3), np.asarray(prior["z"]).reshape(-1, 2)
+    assert np.all(np.diff(x, axis=1) > 0) and np.all(np.diff(z, axis=1) > 0) and np.all(z > 0)
+    assert abs(x.mean()) < 0.2                          # sorted iid N(0, 1): the mean stays 0

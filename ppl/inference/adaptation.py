@@ -9,7 +9,9 @@ Pieces used from BlackJAX: the dual-averaging step-size adaptation
 (``blackjax.adaptation.step_size.dual_averaging_adaptation``) and the Welford
 mass-matrix adaptation (``blackjax.adaptation.mass_matrix.mass_matrix_adaptation``,
 whose ``final`` gives Stan's regularised window variance
-``(n/(n+5))*var + 1e-3*(5/(n+5))``).  The window layout follows Stan's (and BlackJAX's
+``(n/(n+5))*var + 1e-3*(5/(n+5))``), and for ``mass_matrix="fisher"`` nutpie's
+gradient-informed diagonal (``blackjax.adaptation.metric_estimators.
+fisher_score_diagonal_from_moments``) with the same shrinkage.  The window layout follows Stan's (and BlackJAX's
 ``build_schedule``): initial fast buffer 75, doubling slow windows from 25, terminal
 fast buffer 50, shrunk to 15%/75%/10% when the warm-up is shorter than 150, and no
 mass-matrix adaptation at all under 20 warm-up iterations.  The step-size restart
@@ -26,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from blackjax.adaptation.mass_matrix import (MassMatrixAdaptationState, WelfordAlgorithmState, mass_matrix_adaptation,
                                              welford_algorithm)
+from blackjax.adaptation.metric_estimators import fisher_score_diagonal_from_moments
 from blackjax.adaptation.step_size import DualAveragingAdaptationState, dual_averaging_adaptation
 from blackjax.mcmc import integrators, metrics
 
@@ -249,7 +252,8 @@ def update_adaptation(
         n = mm.wc_state.sample_size.astype(position.dtype)
         var_x = mm.wc_state.m2 / jnp.maximum(n - 1, 1)
         var_g = grads.m2 / jnp.maximum(n - 1, 1)
-        fisher = jnp.clip(jnp.sqrt(var_x / jnp.maximum(var_g, 1e-10)), 1e-20, 1e20)
+        fisher = fisher_score_diagonal_from_moments(var_x, var_g)   # BlackJAX's, as nutpie's
+        fisher = jnp.minimum(fisher, jnp.finfo(fisher.dtype).max)   # its 1e40 bound overflows float32
         fisher = (n / (n + 5)) * fisher + 1e-3 * (5 / (n + 5))
         # a window's end: the new metric, and both accumulators start afresh (as mm_final does)
         restart = MassMatrixAdaptationState(fisher, jax.tree.map(jnp.zeros_like, mm.wc_state))
