@@ -168,13 +168,7 @@ class Evaluator:
                                  hint="declare index data as `int`, e.g. `data g: int[N]`")
             if is_concrete(v):
                 arr = np.asarray(v)
-                if arr.size and (arr.min() < 0 or arr.max() >= size):
-                    bad = int(arr.max()) if arr.max() >= size else int(arr.min())
-                    hint = "indices are 0-based"
-                    if arr.size and arr.min() >= 1 and arr.max() == size:
-                        hint = "indices are 0-based and these look 1-based: subtract 1, e.g. `x[g - 1]`"
-                    raise ModelError(f"index {bad} is out of range for an axis of length {size}",
-                                     _span(idx), hint=hint)
+                check_index_range(arr, size, _span(idx))
                 key.append(int(arr) if arr.ndim == 0 else jnp.asarray(arr))
             else:
                 key.append(v)
@@ -285,6 +279,16 @@ def check_arity(dist, args, span, name=None) -> None:
 
 def _span(e):
     return getattr(e, "span", None)
+
+
+def check_index_range(arr: np.ndarray, size: int, span) -> None:
+    """Raise a ModelError at ``span`` unless every (0-based) index in ``arr`` fits an axis of ``size``."""
+    if arr.size and (arr.min() < 0 or arr.max() >= size):
+        bad = int(arr.max()) if arr.max() >= size else int(arr.min())
+        hint = "indices are 0-based"
+        if arr.min() >= 1 and arr.max() == size:
+            hint = "indices are 0-based and these look 1-based: subtract 1, e.g. `x[g - 1]`"
+        raise ModelError(f"index {bad} is out of range for an axis of length {size}", span, hint=hint)
 
 
 def _clean(err: Exception) -> str:

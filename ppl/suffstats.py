@@ -34,8 +34,7 @@ import numpy as np
 from . import ast as A
 from .distributions_continuous import HALF_LOG_2PI
 from .enumerate import descendants
-from .errors import ModelError
-from .evaluate import Evaluator, is_concrete
+from .evaluate import Evaluator, check_index_range, is_concrete
 
 SCALAR, GATHER, MATMUL = "scalar", "gather", "matmul"          # kinds of parameter term
 SIGMA_SCALAR, SIGMA_GROUP, SIGMA_ROWS = "scalar", "group", "rows"
@@ -109,13 +108,13 @@ def find(label: str, value_expr: A.Expr, value, mu_expr: A.Expr, sigma_expr: A.E
         terms.append(term)
     if not terms:
         return None
-    sigma_kind = _sigma_kind(_resolve(sigma_expr, inline), ev, rows, indices)
+    sigma = _resolve(sigma_expr, inline)
+    sigma_kind = _sigma_kind(sigma, ev, rows, indices)
     if sigma_kind is None:
         return None
     if indices and any(_key(i) != _key(indices[0][0]) for i, _ in indices):
         return None                                    # crossed effects: more than one index
     groups = indices[0][1] if indices else 1
-    sigma = _resolve(sigma_expr, inline)
     if sigma_kind == SIGMA_GROUP:
         sigma = sigma.base
     plan = Plan(label, value_expr, rows, groups, indices[0][0] if indices else None, tuple(terms),
@@ -263,10 +262,8 @@ def _statistics(plan: Plan, ev: Evaluator) -> dict:
             const = -float(np.sum(np.log(s)))
     group = (np.zeros(n, dtype=np.int64) if plan.index is None
              else np.asarray(ev(plan.index)).astype(np.int64))
-    if group.size and (group.min() < 0 or group.max() >= plan.groups):
-        bad = int(group.max()) if group.max() >= plan.groups else int(group.min())
-        raise ModelError(f"index {bad} is out of range for an axis of length {plan.groups}",
-                         plan.index.span, hint="indices are 0-based")
+    if plan.index is not None:
+        check_index_range(group, plan.groups, plan.index.span)
     count = np.bincount(group, minlength=plan.groups).astype(dtype)
     keys = plan.keys()
     return {keys[0]: _factor_groups(v, group, plan.groups), keys[1]: count, keys[2]: np.asarray(const, dtype)}

@@ -10,11 +10,12 @@ Pieces used from BlackJAX: the dual-averaging step-size adaptation
 mass-matrix adaptation (``blackjax.adaptation.mass_matrix.mass_matrix_adaptation``,
 whose ``final`` gives Stan's regularised window variance
 ``(n/(n+5))*var + 1e-3*(5/(n+5))``), and for ``mass_matrix="fisher"`` nutpie's
-gradient-informed diagonal (``blackjax.adaptation.metric_estimators.
-fisher_score_diagonal_from_moments``) with the same shrinkage.  The window layout follows Stan's (and BlackJAX's
-``build_schedule``): initial fast buffer 75, doubling slow windows from 25, terminal
-fast buffer 50, shrunk to 15%/75%/10% when the warm-up is shorter than 150, and no
-mass-matrix adaptation at all under 20 warm-up iterations.  The step-size restart
+gradient-informed diagonal
+(``blackjax.adaptation.metric_estimators.fisher_score_diagonal_from_moments``) with the same
+shrinkage.  The window layout follows Stan's (and BlackJAX's ``build_schedule``): initial
+fast buffer 75, doubling slow windows from 25, terminal fast buffer 50, shrunk to
+15%/75%/10% when the warm-up is shorter than 150, and no mass-matrix adaptation at all
+under 20 warm-up iterations.  The step-size restart
 uses Stan's ``init_stepsize`` heuristic (one leapfrog step, doubling/halving until the
 acceptance of that single step crosses 0.8) at the first warm-up iteration and after
 every slow window.
