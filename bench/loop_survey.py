@@ -4,11 +4,17 @@ per value (XLA reads its flags once, when JAX starts its backend), no compile ca
 
     python bench/loop_survey.py --thresholds 1024,32768 --out bench/results/loop_survey.md
     python bench/loop_survey.py --suffstats --out bench/results/suffstats_survey.md
+    python bench/loop_survey.py --emitters --out bench/results/emitters_survey.md
+    python bench/loop_survey.py --options '{"xla_backend_optimization_level": 1}'
 
 ``--thresholds``: XLA's CPU small-while-loop threshold (ppl.inference.parallel.SMALL_LOOP_BYTES);
 1024 bytes is XLA's own default, 32768 what ppl sets at import. ``--suffstats``: Gaussian
 likelihoods row by row (PPL_SUFFSTATS=0) against through sufficient statistics (ppl.suffstats,
-the default), at ppl's threshold.
+the default), at ppl's threshold. ``--emitters``: XLA's CPU fusion emitters on
+(PPL_FUSION_EMITTERS=1, baseline) against off (=0) for every model, with the numbers of data one
+log-density evaluation reads (ppl.inference.parallel.density_data_size, which ppl's default
+choice goes by). ``--options``: ppl's compile options for the chunk against them with a JSON object
+of XLA options added. ``--models a,b``: only those models.
 """
 from __future__ import annotations
 
@@ -30,30 +36,39 @@ from common import POSTERIORDB_MODELS, posteriordb_models  # noqa: E402
 WORKER = r"""
 import json, sys, warnings
 import numpy as np
+import jax
 import ppl
+import ppl.inference.parallel as parallel
+from ppl.inference.parallel import density_data_size
 warnings.simplefilter("ignore")
-models_dir, shared, out = sys.argv[1:4]
+models_dir, shared, out, extra = sys.argv[1:5]
+chosen = parallel.compiler_options
+def with_extra(size, devices):      # --options: merged into ppl's own choice
+    return {**(chosen(size, devices) or {}), **json.loads(extra)} or None
+parallel.compiler_options = with_extra
 res = {}
-for name in sys.argv[4:]:
+for name in sys.argv[5:]:
     model = ppl.load(f"{models_dir}/{name}.gm")
     data = ppl.load_data(f"{shared}/{name}/data.json")
     post = model.sample(data, chains=4, warmup=1000, draws=1000, seed=1)
     t = post.timings
+    lw = model.bind(data)
+    size = density_data_size(jax.jit(lw.log_density), lw.dim, np.float64, lw.arrays())
     res[name] = {"compile_s": float(t["compile_s"]), "run_s": float(t["warmup_s"] + t["sampling_s"]),
-                 "grads": int(np.asarray(post.stats["n_leapfrog__"]).sum())}
+                 "grads": int(np.asarray(post.stats["n_leapfrog__"]).sum()), "data_size": size}
     print(name, res[name], flush=True)
     json.dump(res, open(out, "w"))
 """
 
 
-def survey(threshold: int, models: list, shared: Path, suffstats: str = "1") -> dict:
+def survey(threshold: int, models: list, shared: Path, options: str = "{}", **env_extra: str) -> dict:
     from ppl.inference.parallel import small_loop_flag
 
     env = dict(os.environ, XLA_FLAGS=small_loop_flag(threshold), PPL_CACHE="0", JAX_PLATFORMS="cpu",
-               PYTHONPATH=str(ROOT), PPL_SUFFSTATS=suffstats)
+               PYTHONPATH=str(ROOT), **env_extra)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "res.json"
-        subprocess.run([sys.executable, "-c", WORKER, str(POSTERIORDB_MODELS), str(shared), str(out), *models],
+        subprocess.run([sys.executable, "-c", WORKER, str(POSTERIORDB_MODELS), str(shared), str(out), options, *models],
                        env=env, check=True)
         return json.loads(out.read_text())
 
@@ -63,13 +78,29 @@ def main() -> None:
     ap.add_argument("--thresholds", default="1024,32768", help="bytes, comma-separated; the first is the baseline")
     ap.add_argument("--suffstats", action="store_true",
                     help="compare PPL_SUFFSTATS=0 (baseline) with the default instead of thresholds")
+    ap.add_argument("--emitters", action="store_true",
+                    help="compare XLA's fusion emitters on (baseline) and off instead of thresholds")
+    ap.add_argument("--options", default=None,
+                    help="a JSON object of XLA compile options for the chunk: ppl's choice (baseline) "
+                         "against it with these added, instead of thresholds")
+    ap.add_argument("--models", default=None, help="comma-separated subset of the models")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     shared, models = posteriordb_models()
-    if args.suffstats:
-        from ppl.inference.parallel import SMALL_LOOP_BYTES
+    if args.models:
+        models = [m for m in models if m in args.models.split(",")]
+    from ppl.inference.parallel import SMALL_LOOP_BYTES
+    if args.options:
+        ths = ["default", "options"]
+        runs = {t: survey(SMALL_LOOP_BYTES, models, shared, args.options if t == "options" else "{}") for t in ths}
+    elif args.suffstats:
         ths = ["rows", "suffstats"]
-        runs = {t: survey(SMALL_LOOP_BYTES, models, shared, "1" if t == "suffstats" else "0") for t in ths}
+        runs = {t: survey(SMALL_LOOP_BYTES, models, shared, PPL_SUFFSTATS="1" if t == "suffstats" else "0")
+                for t in ths}
+    elif args.emitters:
+        ths = ["emitters", "no-emitters"]
+        runs = {t: survey(SMALL_LOOP_BYTES, models, shared, PPL_FUSION_EMITTERS="1" if t == "emitters" else "0")
+                for t in ths}
     else:
         ths = [int(t) for t in args.thresholds.split(",")]
         runs = {t: survey(t, models, shared) for t in ths}
@@ -77,10 +108,11 @@ def main() -> None:
     head = "| model | " + " | ".join(f"compile s @{t}" for t in ths) + " | " + \
         " | ".join(f"warm-up+sampling s @{t}" for t in ths) + " | " + \
         " | ".join(f"run ÷ @{ths[0]}, @{t}" for t in ths[1:]) + " |"
-    lines = [head, "|---|" + "---:|" * (3 * len(ths) - 1)]
+    head += " data read per evaluation |"
+    lines = [head, "|---|" + "---:|" * (3 * len(ths))]
     for m in models:
         cells = [f"{runs[t][m]['compile_s']:.2f}" for t in ths] + [f"{runs[t][m]['run_s']:.3f}" for t in ths] + \
-            [f"{runs[t][m]['run_s'] / base[m]['run_s']:.2f}" for t in ths[1:]]
+            [f"{runs[t][m]['run_s'] / base[m]['run_s']:.2f}" for t in ths[1:]] + [str(base[m]["data_size"])]
         same = all(runs[t][m]["grads"] == base[m]["grads"] for t in ths)
         lines.append(f"| {m}{'' if same else ' (gradient counts differ)'} | " + " | ".join(cells) + " |")
     summary = []
@@ -95,7 +127,9 @@ def main() -> None:
     text = "\n".join(lines) + "\n\n" + "\n".join(summary) + "\n"
     print(text)
     if args.out:
-        what, flags = (("Sufficient statistics", "--suffstats") if args.suffstats else
+        what, flags = ((f"XLA options {args.options}", f"--options '{args.options}'") if args.options else
+                       ("Sufficient statistics", "--suffstats") if args.suffstats else
+                       ("XLA fusion emitters", "--emitters") if args.emitters else
                        ("XLA small-while-loop threshold", f"--thresholds {args.thresholds}"))
         Path(args.out).write_text(f"# {what} survey\n\nReproduce: `python bench/loop_survey.py {flags}`\n\n" + text)
 

@@ -20,6 +20,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import jax.scipy.special as jsp
+import numpy as np
 from jax.scipy.stats import norm
 
 from ppl.numerics import log1p_exp, log_sigmoid
@@ -142,7 +143,7 @@ def _transpose(x):
 def _fill(value):
     def fill(n, m=None):
         shape = (operator.index(n),) if m is None else (operator.index(n), operator.index(m))
-        return jnp.full(shape, value, dtype=jnp.result_type(float))
+        return np.full(shape, value, dtype=jnp.result_type(float))   # numpy: a constant compiles nothing
 
     return fill
 

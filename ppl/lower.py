@@ -21,7 +21,7 @@ from .binding import (KNOWN_ROLES, ROLE_DETERMINISTIC, ROLE_GENERATED, ROLE_LATE
                       STRUCTURED, Binding)
 from .distributions import DISTRIBUTIONS, sample_ordered
 from .errors import ModelError
-from .evaluate import Evaluator, is_concrete, static_int
+from .evaluate import Evaluator, is_concrete, staged_shape, static_int
 from .graph import FLAT
 from .enumerate import (PROB_SUFFIX, descendants, draw_chain, draw_conditional, sum_out, sum_out_chain,
                         support_values)
@@ -387,6 +387,8 @@ class _Walk:
                 self._check_observed_shape(None, dist, args, value, f.span)
                 if f.kind == "observe" and not f.loops and is_concrete(value):
                     self._find_suffstats(f"observe@{j}", f.value, value, f.dist)
+                if not f.loops:     # only its shape is needed: staged, so the data's part compiles nothing
+                    return staged_shape(lambda v, *a: jnp.sum(dist.logpdf(v, *a)), value, *args)
             return jnp.sum(dist.logpdf(value, *args))
 
         if self.mode == SHAPES and f.loops:

@@ -28,14 +28,21 @@ logging.getLogger("jax").setLevel(logging.WARNING)
 logging.getLogger("jax").propagate = False
 rng = np.random.default_rng(0)
 X = rng.normal(size=(200, 3))
-data = {"X": X, "y": (rng.uniform(size=200) < 0.5).astype(int), "k": rng.poisson(3.0, 50)}
+data = {"X": X, "y": (rng.uniform(size=200) < 0.5).astype(int), "k": rng.poisson(3.0, 50),
+        "g": rng.integers(0, 3, 37), "z": rng.normal(size=37), "s": rng.uniform(1, 2, 37)}
 m = ppl.compile('''
 data X: real[N, D]
+data g: int[M]
+data z: real[M]
+data s: real[M]
 alpha ~ normal(0, 1)
 beta: real[D] ~ normal(0, 1)
 lam: real<lower=0> ~ gamma(2, 1)
+a: real[3] ~ normal(0, 1)
+w ~ dirichlet(ones(3))
 y ~ bernoulli_logit(alpha + X @ beta)
 k ~ poisson(lam)
+z ~ normal(a[g] * w[g], s)
 ''')
 import ppl.inference.samplers  # the sampler's imports (BlackJAX computes a constant at import)
 start = len(names)

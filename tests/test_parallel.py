@@ -83,3 +83,59 @@ def test_users_xla_backend_options_are_left_alone():
     flags = out.stdout.split()
     assert mine in flags and not any("threshold=32768" in f for f in flags)
     assert any(f.startswith("--xla_force_host_platform_device_count=") for f in flags)
+
+
+# ------------------------------------------------------------------ compiling beside other work
+def _std_normal(x, data):
+    return -0.5 * jnp.sum((x - data["m"]) ** 2)
+
+
+def test_starting_points_are_found_while_the_chunk_compiles():
+    import threading
+
+    from ppl.inference.nuts import NUTSConfig, sample_nuts
+    from ppl.inference.parallel import DeferredInit
+    from ppl.inference.rng import stream
+
+    data = {"m": np.array([0.5, -1.0, 2.0])}
+    init = np.array([[0.1, 0.2, 0.3], [-0.3, 0.0, 1.0]])
+    config = NUTSConfig(chains=2, warmup=30, draws=20, chunk_size=25)
+    calls = []
+
+    def find():
+        calls.append(threading.current_thread() is threading.main_thread())
+        return init
+
+    logp = jax.jit(_std_normal)
+    deferred = sample_nuts(logp, data, DeferredInit(init.shape, find), stream(3, 2), config)
+    assert calls == [True]      # once, in the caller's thread (XLA compiled in another)
+    assert deferred.compile_s > 0
+    given = sample_nuts(logp, data, init, stream(3, 2), config)    # the same program, cached
+    assert given.compile_s == 0
+    np.testing.assert_array_equal(deferred.positions, given.positions)
+
+    def fail():
+        raise ValueError("no starting point")
+
+    with pytest.raises(ValueError, match="no starting point"):   # the search's error reaches the caller
+        sample_nuts(logp, data, DeferredInit(init.shape, fail), stream(3, 2), config)
+
+
+def test_fusion_emitters_follow_the_data_one_evaluation_reads(monkeypatch):
+    from ppl.inference.parallel import SMALL_DATA, compiler_options, density_data_size
+
+    cpu = jax.devices("cpu")
+    monkeypatch.delenv("PPL_FUSION_EMITTERS", raising=False)
+    assert compiler_options(SMALL_DATA, cpu) == {"xla_cpu_use_fusion_emitters": False}
+    assert compiler_options(SMALL_DATA + 1, cpu) is None
+    monkeypatch.setenv("PPL_FUSION_EMITTERS", "1")
+    assert compiler_options(1, cpu) is None
+    monkeypatch.setenv("PPL_FUSION_EMITTERS", "0")
+    assert compiler_options(10 ** 6, cpu) == {"xla_cpu_use_fusion_emitters": False}
+
+    def logp(x, data):      # reads X and y; `unused` only another program would need
+        return jnp.sum(data["y"] * (data["X"] @ x))
+
+    data = {"X": np.ones((40, 3)), "y": np.ones(40), "unused": np.ones(1000)}
+    assert density_data_size(logp, 3, np.float64, data) == 160
+    assert density_data_size(jax.jit(logp), 3, np.float64, data) == 160

@@ -55,7 +55,7 @@ def compiled_chunk(tag: str, build: Callable, logdensity_fn, data, carry, rows, 
     if key in _CACHE:
         return _CACHE[key], 0.0
     t0 = time.perf_counter()
-    compiled = compile_chunk(make_chunk_fn(*build()), carry, rows, data, params, devices)
+    compiled, _ = compile_chunk(make_chunk_fn(*build()), carry, rows, data, params, devices)
     _CACHE[key] = compiled
     _COMPILES[0] += 1
     return compiled, time.perf_counter() - t0

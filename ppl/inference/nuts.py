@@ -24,7 +24,8 @@ import numpy as np
 from blackjax.mcmc import hmc, metrics
 from blackjax.mcmc import nuts as bj_nuts
 
-from ppl.inference.parallel import chain_devices, compile_chunk, distribute, place, place_chains
+from ppl.inference.parallel import (DeferredInit, chain_devices, compile_chunk, density_data_size, distribute,
+                                   place, place_chains)
 from ppl.inference.rng import raw_keys
 from ppl.inference.stuck import StuckChains
 from ppl.inference.adaptation import (
@@ -347,7 +348,10 @@ def signature(tree):
     return treedef, tuple((tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves)
 
 
-def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, devices: list, gibbs_fn=None):
+def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, devices: list, gibbs_fn=None,
+                  meanwhile: Callable | None = None):
+    """The compiled chunk, its compile time (0 if cached) and what ``meanwhile()`` returned (called
+    while XLA compiles, or at once if nothing is compiled)."""
     chains, dim = carry.hmc.position.shape
     key = (
         logdensity_fn,
@@ -365,15 +369,18 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
         bool(config.shard_data),
     )
     if key in _CACHE:
-        return _CACHE[key], 0.0
+        return _CACHE[key], 0.0, meanwhile() if meanwhile is not None else None
     t0 = time.perf_counter()
     chunk = make_chunk_fn(*make_nuts_step(logdensity_fn, int(config.max_depth), bool(config.dense_mass), gibbs_fn,
                                           fisher=bool(config.fisher_mass)))
-    compiled = compile_chunk(chunk, carry, rows, data, target, devices, spmd=config.shard_data)
+    # (within Gibbs the density also reads the discrete draws: every datum counts)
+    size = None if gibbs_fn is not None else density_data_size(logdensity_fn, dim, carry.hmc.position.dtype, data)
+    compiled, other = compile_chunk(chunk, carry, rows, data, target, devices, spmd=config.shard_data,
+                                    data_size=size, meanwhile=meanwhile)
     seconds = time.perf_counter() - t0
     _CACHE[key] = compiled
     _COMPILES[0] += 1
-    return compiled, seconds
+    return compiled, seconds, other
 
 
 # ----------------------------------------------------------------------------------
@@ -424,29 +431,35 @@ def sample_nuts(
     if config.thin < 1 or config.chunk_size < 1 or config.warmup < 0 or config.draws < 0:
         raise ValueError("thin and chunk_size must be >= 1, warmup and draws >= 0")
     # Positions in JAX's default float (float64 under ppl's x64 default).
-    pos = np.asarray(init_positions, dtype=jax.dtypes.canonicalize_dtype(np.float64))
+    dtype = jax.dtypes.canonicalize_dtype(np.float64)
+    deferred = isinstance(init_positions, DeferredInit)
+    pos = np.zeros(init_positions.shape, dtype) if deferred else np.asarray(init_positions, dtype=dtype)
     if pos.ndim != 2 or pos.shape[0] != config.chains:
         raise ValueError(f"init_positions must have shape (chains={config.chains}, dim), got {pos.shape}")
     chains, dim = pos.shape
-    dtype = pos.dtype
     data = as_data(data)
-
-    carry = NUTSChainState(
-        hmc.HMCState(pos, np.zeros(chains, dtype), np.zeros_like(pos)),
-        init_adaptation_state(chains, dim, config.init_step_size, config.dense_mass, dtype, config.fisher_mass),
-        chain_keys(key, chains),
-    )
+    keys = chain_keys(key, chains)
     devices = chain_devices(chains, config.devices)
+
+    def initial(pos):
+        return NUTSChainState(
+            hmc.HMCState(pos, np.zeros(chains, dtype), np.zeros_like(pos)),
+            init_adaptation_state(chains, dim, config.init_step_size, config.dense_mass, dtype, config.fisher_mass),
+            keys,
+        )
+
     if config.shard_data and len(devices) > 1:
-        carry, data = distribute(carry, data, devices, shard_data=True)
+        carry, data = distribute(initial(pos), data, devices, shard_data=True)
     else:
-        carry, data = place(carry, data, devices)
+        carry, data = place(initial(pos), data, devices)
     warmup, draws = int(config.warmup), int(config.draws)
     schedule = build_schedule(warmup, draws)
     target = np.asarray(config.target_accept, dtype)
-    compiled, compile_s = _get_compiled(
+    compiled, compile_s, found = _get_compiled(
         logdensity_fn, data, carry, pad_schedule(schedule, 0, config.chunk_size), target, config, devices,
-        gibbs_fn=gibbs_fn)
+        gibbs_fn=gibbs_fn, meanwhile=init_positions.find if deferred else None)
+    if deferred:     # the starting points were searched for while the chunk compiled
+        carry = place_chains(initial(np.asarray(found, dtype)), devices)
 
     record = ChunkRecorder(warmup, draws, config.thin, callback)
     stuck = StuckChains(warmup, config.chunk_size, chains) if config.restart_stuck else None

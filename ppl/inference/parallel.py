@@ -19,13 +19,14 @@ summed across shards (:func:`distribute`).
 from __future__ import annotations
 
 import os
-from typing import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, NamedTuple
 
 import jax
 import numpy as np
 
 __all__ = ["configure_xla", "small_loop_flag", "chain_devices", "over_chains", "compile_chunk", "compiler_options",
-           "place_chains", "place", "distribute"]
+           "density_data_size", "place_chains", "place", "distribute", "DeferredInit"]
 
 _FLAG = "--xla_force_host_platform_device_count"
 
@@ -151,24 +152,70 @@ def distribute(carry, data, devices: list, shard_data: bool = False):
     return place_chains(carry, devices), jax.tree.map(put, data)
 
 
-def compile_chunk(one_chain: Callable, carry, rows, data, params, devices: list, spmd: bool = False):
+def compile_chunk(one_chain: Callable, carry, rows, data, params, devices: list, spmd: bool = False,
+                  data_size: int | None = None, meanwhile: Callable | None = None):
     """Compile ``one_chain`` for every chain of ``carry`` (leading axis) on ``devices``: a program
     per device (``jax.shard_map``), or with ``spmd`` one vectorised program that XLA's partitioner
-    splits following the placement of ``carry`` and ``data`` (for data sharded by rows)."""
+    splits following the placement of ``carry`` and ``data`` (for data sharded by rows).
+    ``data_size``: the numbers of data one log-density evaluation reads (:func:`density_data_size`;
+    default: every number in ``data``), which chooses the XLA options (:func:`compiler_options`).
+    Returns the compiled program and what ``meanwhile()``, called while XLA compiles, returned."""
     chains = jax.tree.leaves(carry)[0].shape[0]
     fn = over_chains(one_chain, chains, devices[:1] if spmd else devices)
-    return jax.jit(fn).lower(carry, rows, data, params).compile(compiler_options(data, devices))
+    if data_size is None:
+        data_size = sum(int(np.size(x)) for x in jax.tree.leaves(data))
+    lowered = jax.jit(fn).lower(carry, rows, data, params)
+    options = compiler_options(data_size, devices)
+    if meanwhile is None:
+        return lowered.compile(options), None
+    # XLA compiles on one core and lets go of Python: ``meanwhile`` runs beside it (and if it
+    # fails, its error is raised at once; the compilation finishes unseen)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ppl-xla")
+    try:
+        compiling = pool.submit(lowered.compile, options)
+        other = meanwhile()
+        return compiling.result(), other
+    finally:
+        pool.shutdown(wait=False)
 
 
-SMALL_DATA = 256  # data elements
+def density_data_size(logdensity_fn: Callable, dim: int, dtype, data) -> int:
+    """How many numbers of ``data`` one evaluation of ``logdensity_fn(position, data)`` reads (the
+    position a ``dim`` vector): the data arrays its traced program uses (arrays only other programs
+    need, such as the rows that sufficient statistics replace, do not count). The trace is JAX's,
+    cached for the chunk's."""
+    pos = jax.ShapeDtypeStruct((int(dim),), dtype)
+    trace = getattr(logdensity_fn, "trace", None)
+    closed = trace(pos, data).jaxpr if trace is not None else jax.make_jaxpr(logdensity_fn)(pos, data)
+    jaxpr = closed.jaxpr
+    used = {id(v) for eqn in jaxpr.eqns for v in eqn.invars} | {id(v) for v in jaxpr.outvars}
+    leaves = jax.tree.leaves(data)
+    return sum(int(np.size(x)) for x, v in zip(leaves, jaxpr.invars[1:]) if id(v) in used)
 
 
-def compiler_options(data, devices: list) -> dict | None:
-    """XLA options for a chunk program. On CPU, for models with little data (at most SMALL_DATA
-    numbers), XLA's newer fusion emitters are turned off: measured on eight schools, the NUTS
-    chunk then compiles in 1.1-1.2 s instead of 2.1-2.6 s and runs as fast; with 1000-2000 data
-    points the older emitters made sampling 30-45 % slower, so larger models keep the default."""
+class DeferredInit(NamedTuple):
+    """Starting points not searched for yet: ``shape`` (chains, dim) is known, so the sampler
+    compiles its chunk first and calls ``find()`` while XLA compiles (:func:`compile_chunk`)."""
+
+    shape: tuple
+    find: Callable   # () -> (chains, dim) positions
+
+
+SMALL_DATA = 512  # numbers of data one log-density evaluation reads
+
+
+def compiler_options(data_size: int, devices: list) -> dict | None:
+    """XLA options for a chunk program. On CPU, for log densities that read little data (at most
+    SMALL_DATA numbers per evaluation: :func:`density_data_size`), XLA's newer fusion emitters are
+    turned off: the chunk compiles 0.1-1.3 s faster and runs as fast. Over the 45 posteriordb models
+    (``bench/loop_survey.py --emitters``, bench/results/emitters_survey.md) compile time was 0.85x
+    (geometric mean) and warm-up + sampling 0.96x without them; the models reading at most 512
+    numbers sampled as fast (0.72-1.23x, the extremes on runs under 0.1 s), while the mixtures (1000 data, 3 components)
+    sampled 15-18 % slower and logistic regression (10^5) 9 % slower, so those keep them.
+    ``PPL_FUSION_EMITTERS=1`` (or ``0``) keeps them on (off) whatever the size: off gives the
+    shortest first fit, on the fastest long one."""
     if devices[0].platform != "cpu":
         return None
-    size = sum(int(np.size(x)) for x in jax.tree.leaves(data))
-    return {"xla_cpu_use_fusion_emitters": False} if size <= SMALL_DATA else None
+    forced = os.environ.get("PPL_FUSION_EMITTERS", "").strip()
+    small = data_size <= SMALL_DATA if forced not in ("0", "1") else forced == "0"
+    return {"xla_cpu_use_fusion_emitters": False} if small else None

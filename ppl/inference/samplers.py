@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from ppl.inference.nuts import SamplerResult
+from ppl.inference.parallel import DeferredInit
 
 ALGORITHMS = ("nuts", "hmc", "mh", "gibbs")
 DEFAULT_TARGET = {"nuts": 0.8, "hmc": 0.8, "mh": 0.234, "gibbs": 0.8}
@@ -19,7 +20,8 @@ def run_mcmc(algorithm: str, logdensity_fn: Callable, data, init, key, *, chains
              path_length: Optional[float] = None, num_steps: Optional[int] = None, thin: int = 1,
              callback: Optional[Callable] = None, gibbs_fn: Optional[Callable] = None, devices: Optional[int] = None,
              shard_data: bool = False, restart_stuck: bool = True, fisher_mass: bool = False) -> SamplerResult:
-    """Run ``algorithm`` on ``logdensity_fn(u, data)`` from ``init`` (chains, dim)."""
+    """Run ``algorithm`` on ``logdensity_fn(u, data)`` from ``init`` (chains, dim), which may be a
+    ``DeferredInit`` (NUTS and Gibbs search for it while XLA compiles their chunk)."""
     check_algorithm(algorithm)
     if fisher_mass and algorithm not in ("nuts", "gibbs"):
         raise ValueError(f"the fisher mass matrix is adapted for nuts and gibbs, not {algorithm}; "
@@ -37,6 +39,8 @@ def run_mcmc(algorithm: str, logdensity_fn: Callable, data, init, key, *, chains
                            gibbs_fn=gibbs_fn if algorithm == "gibbs" else None)
     if shard_data:
         raise ValueError("--shard-data is supported by nuts and gibbs")
+    if isinstance(init, DeferredInit):
+        init = init.find()
     common["devices"] = devices
     if algorithm == "hmc":
         from ppl.inference.hmc import HMCConfig, sample_hmc
