@@ -283,6 +283,15 @@ class _Walk:
         if plan is not None:
             self.lw.suffstats[label] = plan
 
+    def _find_loop_suffstats(self, j, f):
+        """``for i in range(lo, hi): y[i] ~ normal(...)`` through sufficient statistics, when its
+        whole-vector form is exact and linear in the parameters (``suffstats.vectorise_loop``)."""
+        if f.kind == "observe" and len(f.loops) == 1 and f.dist.func == "normal" and suffstats.enabled():
+            found = suffstats.vectorise_loop(f.loops[0].var, self.pieces.ranges(f.loops)[0], f.value, f.dist,
+                                             self.ev)
+            if found is not None:
+                self._find_suffstats(f"observe@{j}", *found)
+
     def _fixed_discrete(self, node):
         value = self.discrete[node.name]
         self.env[node.name] = value
@@ -393,6 +402,7 @@ class _Walk:
 
         if self.mode == SHAPES and f.loops:
             self.pieces.check_indices([f.value, f.dist], f.loops, f.span)
+            self._find_loop_suffstats(j, f)
         total = loop_factor(self, f, term) if f.loops else term(self.ev)
         self.terms[(LIKELIHOOD, label)] = total
 

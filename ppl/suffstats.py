@@ -34,6 +34,7 @@ import numpy as np
 from . import ast as A
 from .distributions_continuous import HALF_LOG_2PI
 from .enumerate import descendants
+from .errors import ModelError
 from .evaluate import Evaluator, check_index_range, is_concrete
 
 SCALAR, GATHER, MATMUL = "scalar", "gather", "matmul"          # kinds of parameter term
@@ -125,6 +126,82 @@ def find(label: str, value_expr: A.Expr, value, mu_expr: A.Expr, sigma_expr: A.E
     return plan
 
 
+# ---------------------------------------------------------------- observations written as loops
+ELEMENTWISE = frozenset({
+    "abs", "exp", "log", "log1p", "expm1", "log1m", "sqrt", "square", "pow", "sin", "cos", "tan", "tanh",
+    "floor", "ceil", "round", "fmin", "fmax", "lgamma", "digamma", "erf", "Phi", "inv_Phi", "inv_logit",
+    "logit", "log_inv_logit", "log1m_inv_logit", "softplus", "log_diff_exp"})
+
+
+def vectorise_loop(var: str, loop_range, value_expr: A.Expr, call: A.Call, ev: Evaluator) -> Optional[tuple]:
+    """``(value_expr, value, call)`` of an observation inside ``for var in loop_range`` rewritten as
+    one whole-vector observation over the loop's rows, or None.
+
+    Exact only when every row is computed alone, so it is refused unless every use of ``var`` is
+    the one index of an expression without it (``y[i]``, ``x[i]``, ``mu[i]``, ``a[g[i]]``) whose
+    value is a vector at least as long as the range (or a matrix on the left of ``@``), whatever
+    does not use ``var`` is a scalar, and everything else is arithmetic or an element-wise
+    function: ``y[i]`` becomes ``y`` (or ``y[lo:hi]``)."""
+    if len(loop_range) == 0:
+        return None
+    lo, hi = int(loop_range[0]), int(loop_range[-1]) + 1
+    try:
+        out = [_vectorise(e, var, lo, hi, ev, matrix_ok=False) for e in (value_expr, *call.args)]
+        if any(e is None for e in out):
+            return None
+        value = ev(out[0])
+    except (ModelError, TypeError, ValueError):
+        return None
+    if not is_concrete(value):
+        return None
+    return out[0], value, A.Call(call.func, tuple(out[1:]), call.span)
+
+
+def _vectorise(e, var, lo, hi, ev, matrix_ok):
+    if not _uses(e, var):       # the same in every row: only a scalar broadcasts like the loop
+        return e if np.ndim(ev(e)) == 0 else None
+    if isinstance(e, A.Unary) and e.op in ("+", "-"):
+        inner = _vectorise(e.operand, var, lo, hi, ev, False)
+        return None if inner is None else A.Unary(e.op, inner, e.span)
+    if isinstance(e, A.Binary) and e.op == "@":     # row i of a matrix times a vector
+        left = _vectorise(e.left, var, lo, hi, ev, True)
+        if left is None or _uses(e.right, var) or np.ndim(ev(e.right)) != 1:
+            return None
+        return A.Binary(e.op, left, e.right, e.span)
+    if isinstance(e, A.Binary) and e.op in ("+", "-", "*", "/", "^"):
+        left = _vectorise(e.left, var, lo, hi, ev, False)
+        right = _vectorise(e.right, var, lo, hi, ev, False)
+        return None if left is None or right is None else A.Binary(e.op, left, right, e.span)
+    if isinstance(e, A.Call) and e.func in ELEMENTWISE and e.given is None:
+        args = [_vectorise(a, var, lo, hi, ev, False) for a in e.args]
+        return None if any(a is None for a in args) else A.Call(e.func, tuple(args), e.span)
+    if isinstance(e, A.Index):
+        if len(e.indices) != 1 or not (isinstance(e.indices[0], A.Name) and e.indices[0].id == var) \
+                or _uses(e.base, var):
+            return _gathered(e, var, lo, hi, ev)
+        shape = np.shape(ev(e.base))
+        if not shape or shape[0] < hi or len(shape) > (2 if matrix_ok else 1):
+            return None
+        if lo == 0 and shape[0] == hi:
+            return e.base
+        return A.Index(e.base, (A.Slice(A.Num(lo, e.span), A.Num(hi, e.span), e.span),), e.span)
+    return None
+
+
+def _gathered(e, var, lo, hi, ev):
+    """``a[g[i]]``: a vector gathered by a vectorised data index."""
+    if len(e.indices) != 1 or isinstance(e.indices[0], A.Slice) or _uses(e.base, var):
+        return None
+    idx = _vectorise(e.indices[0], var, lo, hi, ev, False)
+    if idx is None or np.ndim(ev(e.base)) != 1:
+        return None
+    return A.Index(e.base, (idx,), e.span)
+
+
+def _uses(e, var) -> bool:
+    return any(n.id == var for n in A.free_names(e))
+
+
 def _summands(e, sign, inline):
     e = _resolve(e, inline)
     if isinstance(e, A.Binary) and e.op in ("+", "-"):
@@ -140,6 +217,9 @@ def _factors(e, sign, inline):
         sign, left = _factors(e.left, sign, inline)
         sign, right = _factors(e.right, sign, inline)
         return sign, left + right
+    if isinstance(e, A.Binary) and e.op == "/":         # x / d = x * (1 / d)
+        sign, left = _factors(e.left, sign, inline)
+        return sign, left + [A.Binary("/", A.Num(1.0, e.span), e.right, e.span)]
     if isinstance(e, A.Unary) and e.op in ("+", "-"):
         return _factors(e.operand, sign if e.op == "+" else -sign, inline)
     return sign, [e]

@@ -29,10 +29,12 @@ logging.getLogger("jax").propagate = False
 rng = np.random.default_rng(0)
 X = rng.normal(size=(200, 3))
 data = {"X": X, "y": (rng.uniform(size=200) < 0.5).astype(int), "k": rng.poisson(3.0, 50),
-        "g": rng.integers(0, 3, 37), "z": rng.normal(size=37), "s": rng.uniform(1, 2, 37)}
+        "g": rng.integers(0, 3, 37), "z": rng.normal(size=37), "s": rng.uniform(1, 2, 37),
+        "u": rng.uniform(1, 2, 23)}
 m = ppl.compile('''
 data X: real[N, D]
 data g: int[M]
+data u: real[K]
 data z: real[M]
 data s: real[M]
 alpha ~ normal(0, 1)
@@ -43,6 +45,7 @@ w ~ dirichlet(ones(3))
 y ~ bernoulli_logit(alpha + X @ beta)
 k ~ poisson(lam)
 z ~ normal(a[g] * w[g], s)
+log(u) / log(10) - 2 * u ~ normal(alpha, lam)
 ''')
 import ppl.inference.samplers  # the sampler's imports (BlackJAX computes a constant at import)
 start = len(names)

@@ -325,3 +325,21 @@ def test_signature_and_unknown():
         F.signature("nope")
     with pytest.raises(Exception):
         F.get("sum").__setattr__("name", "x")  # frozen
+
+
+# ---------------------------------------------------------------- what the data alone determine
+@pytest.mark.parametrize("source", ["log(u) / log(10) - 2 * u", "-sqrt(u) + fmax(u, 1.5) * exp(-u)",
+                                    "k / 2 + abs(k) - square(k)", "floor(u) * ceil(k * 0.3)"])
+def test_data_expressions_in_numpy_equal_jax(source):
+    """Operands that are all numpy are computed with numpy (nothing to compile); the same
+    expression on jax arrays goes through jax.numpy: equal values, equal dtypes."""
+    from ppl.evaluate import Evaluator
+    from ppl.parser import parse
+
+    expr = parse(f"z = {source}\n").statements[0].value
+    env = {"u": POS.ravel(), "k": np.arange(-3, 9)}
+    in_numpy = Evaluator(env)(expr)
+    in_jax = Evaluator({k: jnp.asarray(v) for k, v in env.items()})(expr)
+    assert isinstance(in_numpy, np.ndarray) and isinstance(in_jax, jax.Array)
+    assert in_numpy.dtype == in_jax.dtype
+    np.testing.assert_allclose(in_numpy, np.asarray(in_jax), rtol=1e-14)

@@ -40,6 +40,15 @@ APPLIES = {
     "inlined definitions": ("m = alpha + bx\nbx = b[g] * x\ny ~ normal(m, sigma)", "8 groups × 3"),
     "per-group sigma": ("y ~ normal(a[g] + alpha * x, tau[g])", "8 groups × 3"),
     "declared data observed": ("data y: real[N]\ny ~ normal(alpha + X @ beta, sigma * 2)", "1 group × 5"),
+    # observations written as a loop, as in Stan or BUGS
+    "loop with gathers": ("data y: real[N]\nfor i in range(0, N) {\n  y[i] ~ normal(a[g[i]] + b[g[i]] * x[i], s[i])\n}",
+                          "8 groups × 3 columns"),
+    "loop over a definition": ("data y: real[N]\nm = alpha + X @ beta\nfor i in range(0, N) {\n"
+                               "  y[i] ~ normal(m[i] - 2 * x[i], sigma)\n}", "1 group × 5"),
+    "loop over matrix rows": ("data y: real[N]\nfor i in range(0, N) {\n  y[i] ~ normal(alpha + X[i] @ beta, sigma)\n}",
+                              "1 group × 5"),
+    "loop over part of the rows": ("data y: real[N]\nfor i in range(10, N) {\n"
+                                   "  y[i] ~ normal(a[g[i]] + exp(x[i]) * alpha / 2, sigma)\n}", "8 groups × 3"),
 }
 REFUSED = {
     "crossed indices": "data h: int[N]\ny ~ normal(a[g] + b[h], sigma)",
@@ -48,6 +57,9 @@ REFUSED = {
     "parameter in sigma per row": "y ~ normal(alpha, tau[g] * s)",
     "not normal": "y ~ student_t(4, a[g], sigma)",
     "too few rows per group": "y ~ normal(alpha + X @ beta + b[g] * x, sigma)",
+    "loop: not element-wise": "data y: real[N]\nfor i in range(0, N) {\n  y[i] ~ normal(alpha * sum(x[i]), sigma)\n}",
+    "loop: index arithmetic": "data y: real[N]\nfor i in range(1, N) {\n  y[i] ~ normal(alpha * y[i - 1], sigma)\n}",
+    "loop: variable as a value": "data y: real[N]\nfor i in range(0, N) {\n  y[i] ~ normal(alpha * i, sigma)\n}",
 }
 
 
