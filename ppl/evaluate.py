@@ -89,12 +89,27 @@ _PY_BINARY = {"+": operator.add, "-": operator.sub, "*": operator.mul}
 # What the data alone determine (transformed data, in the shape pass and at binding) is computed
 # with numpy when every operand is a numpy value: in a fresh process each eager jax.numpy
 # operation is an XLA compilation (10-40 ms apiece; a model's `log(earn) / log(10)` was 12 of them).
-_NUMPY_BINARY = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.true_divide}
+def _np_int(f):
+    return lambda a, b: f(a, b).astype(int)
+
+
+def _np_spread(f):
+    def spread(x, axis=None):     # the n - 1 divisor; one observation gives 0 (functions._spread)
+        n = np.size(x) if axis is None else np.shape(x)[axis]
+        return f(x, axis=axis) * 0 if n == 1 else f(x, axis=axis, ddof=1)
+    return spread
+
+
+_NUMPY_BINARY = {
+    "+": np.add, "-": np.subtract, "*": np.multiply, "/": np.true_divide,
+    "==": _np_int(np.equal), "!=": _np_int(np.not_equal), "<": _np_int(np.less), ">": _np_int(np.greater),
+    "<=": _np_int(np.less_equal), ">=": _np_int(np.greater_equal)}
 _NUMPY_FUNCTIONS = {
     "exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1, "sqrt": np.sqrt, "square": np.square,
     "abs": np.abs, "sin": np.sin, "cos": np.cos, "tan": np.tan, "tanh": np.tanh, "floor": np.floor,
-    "ceil": np.ceil, "fmin": np.fmin, "fmax": np.fmax}
-_NUMPY_FLOAT_FUNCTIONS = frozenset(_NUMPY_FUNCTIONS) - {"abs", "square"}   # integers become floats
+    "ceil": np.ceil, "fmin": np.fmin, "fmax": np.fmax, "sum": np.sum, "mean": np.mean,
+    "sd": _np_spread(np.std), "variance": _np_spread(np.var)}
+_NUMPY_FLOAT_FUNCTIONS = frozenset(_NUMPY_FUNCTIONS) - {"abs", "square", "sum"}   # integer data become floats
 
 
 def _all_numpy(values) -> bool:
@@ -103,8 +118,9 @@ def _all_numpy(values) -> bool:
 
 def _numpy(fn, *args, floats: bool = False):
     """``fn(*args)`` in numpy, in the dtype jax.numpy would give (float32 data stay float32)."""
-    if floats:
-        args = tuple(np.asarray(a, dtype=float) if _is_int_dtype(a) else a for a in args)
+    if floats:      # integer arrays (not a static axis) as floats
+        args = tuple(a.astype(float) if isinstance(a, (np.ndarray, np.generic)) and _is_int_dtype(a) else a
+                     for a in args)
     with np.errstate(all="ignore"):         # as jax.numpy: nan and inf, no warnings
         out = np.asarray(fn(*args))
     return out.astype(jax.dtypes.canonicalize_dtype(out.dtype), copy=False)

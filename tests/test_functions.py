@@ -329,7 +329,10 @@ def test_signature_and_unknown():
 
 # ---------------------------------------------------------------- what the data alone determine
 @pytest.mark.parametrize("source", ["log(u) / log(10) - 2 * u", "-sqrt(u) + fmax(u, 1.5) * exp(-u)",
-                                    "k / 2 + abs(k) - square(k)", "floor(u) * ceil(k * 0.3)"])
+                                    "k / 2 + abs(k) - square(k)", "floor(u) * ceil(k * 0.3)",
+                                    "(u - mean(u)) / (2 * sd(u)) + variance(k) - sum(k)",
+                                    "(k == 2) + (k != 3) * (k < u) - (k >= 1) * (u <= 2) + (u > 1)",
+                                    "mean(m, 1) + sum(m, 0)[0] + sd(m, 0)[1] + sd(k[0:1])"])
 def test_data_expressions_in_numpy_equal_jax(source):
     """Operands that are all numpy are computed with numpy (nothing to compile); the same
     expression on jax arrays goes through jax.numpy: equal values, equal dtypes."""
@@ -337,7 +340,7 @@ def test_data_expressions_in_numpy_equal_jax(source):
     from ppl.parser import parse
 
     expr = parse(f"z = {source}\n").statements[0].value
-    env = {"u": POS.ravel(), "k": np.arange(-3, 9)}
+    env = {"u": POS.ravel(), "k": np.arange(-3, 9), "m": X}
     in_numpy = Evaluator(env)(expr)
     in_jax = Evaluator({k: jnp.asarray(v) for k, v in env.items()})(expr)
     assert isinstance(in_numpy, np.ndarray) and isinstance(in_jax, jax.Array)
