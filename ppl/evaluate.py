@@ -187,7 +187,9 @@ class Evaluator:
 
     def _Transpose(self, e: A.Transpose):
         x = self(e.operand)
-        return jnp.swapaxes(x, -1, -2) if np.ndim(x) >= 2 else x
+        if np.ndim(x) < 2:
+            return x
+        return np.swapaxes(x, -1, -2) if _all_numpy([x]) else jnp.swapaxes(x, -1, -2)
 
     def _IfElse(self, e: A.IfElse):
         c, a, b = self(e.cond), self(e.then), self(e.other)

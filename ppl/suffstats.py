@@ -264,10 +264,13 @@ def _term(p, data, sign, ev, rows, indices) -> Optional[Term]:
         indices.append(g)
         return Term(GATHER, p.base, tuple(data), sign, 1)
     if isinstance(p, A.Binary) and p.op == "@":
-        x, beta = ev(p.left), ev(p.right)
-        if (is_concrete(x) and not is_concrete(beta) and np.ndim(beta) == 1 and np.ndim(x) == 2
-                and np.shape(x)[0] == rows):
-            return Term(MATMUL, p.right, (p.left,) + tuple(data), sign, int(np.shape(beta)[0]))
+        left, right = ev(p.left), ev(p.right)
+        if (is_concrete(left) and not is_concrete(right) and np.ndim(right) == 1 and np.ndim(left) == 2
+                and np.shape(left)[0] == rows):                                   # X @ beta
+            return Term(MATMUL, p.right, (p.left,) + tuple(data), sign, int(np.shape(right)[0]))
+        if (is_concrete(right) and not is_concrete(left) and np.ndim(left) == 1 and np.ndim(right) == 2
+                and np.shape(right)[1] == rows):                                  # beta @ X = X' @ beta
+            return Term(MATMUL, p.left, (A.Transpose(p.right, p.span),) + tuple(data), sign, int(np.shape(left)[0]))
         return None
     if np.ndim(ev(p)) == 0:
         return Term(SCALAR, p, tuple(data), sign, 1)

@@ -40,6 +40,7 @@ APPLIES = {
     "inlined definitions": ("m = alpha + bx\nbx = b[g] * x\ny ~ normal(m, sigma)", "8 groups × 3"),
     "per-group sigma": ("y ~ normal(a[g] + alpha * x, tau[g])", "8 groups × 3"),
     "declared data observed": ("data y: real[N]\ny ~ normal(alpha + X @ beta, sigma * 2)", "1 group × 5"),
+    "vector times data matrix": ("data L: real[D, N]\ny ~ normal(alpha + beta @ L, sigma)", "1 group × 5"),
     # observations written as a loop, as in Stan or BUGS
     "loop with gathers": ("data y: real[N]\nfor i in range(0, N) {\n  y[i] ~ normal(a[g[i]] + b[g[i]] * x[i], s[i])\n}",
                           "8 groups × 3 columns"),
@@ -98,7 +99,7 @@ def _compare(lw, points=3):
 @pytest.mark.parametrize("case", list(APPLIES))
 def test_rewrite_equals_row_by_row_density(case):
     lines, described = APPLIES[case]
-    lw = _lowered(lines)
+    lw = _lowered(lines, **({"L": X.T.copy()} if "data L" in lines else {}))
     assert len(lw.suffstats) == 1
     assert described in next(iter(lw.suffstats.values())).describe()
     _compare(lw)
