@@ -199,6 +199,8 @@ def cmd_check(args, caught) -> int:
         print(f"  [line {f.span.line}] {'observes' if f.kind == 'observe' else 'adds'}: {text}")
     if args.data:
         for label, plan in lw.suffstats.items():
+            if label.startswith("observe@"):      # the J-th observed expression: named by its line
+                label = f"[line {g.factors[int(label.partition('@')[2])].span.line}]"
             print(f"  {label}: {plan.describe()}")
     if args.print_graph:
         print(describe(g))

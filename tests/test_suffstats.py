@@ -170,6 +170,12 @@ def test_check_reports_the_rewrite(tmp_path, capsys):
     main(["check", str(tmp_path / "m.gm"), "--data", str(tmp_path / "d.json")])
     assert "y: Gaussian likelihood through sufficient statistics: 8 groups × 3 columns instead of 400 rows" \
         in capsys.readouterr().out
+    # an observed expression (here a loop of rows) is named by its line
+    (tmp_path / "m.gm").write_text(HEAD + APPLIES["loop with gathers"][0])
+    main(["check", str(tmp_path / "m.gm"), "--data", str(tmp_path / "d.json")])
+    line = len(HEAD.splitlines()) + 3
+    assert f"[line {line}]: Gaussian likelihood through sufficient statistics: 8 groups × 3 columns" \
+        in capsys.readouterr().out
 
 
 def test_group_factors_one_group_at_a_time_equal_the_batched_ones(monkeypatch):
