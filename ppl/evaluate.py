@@ -126,14 +126,18 @@ def _numpy(fn, *args, floats: bool = False):
     return out.astype(jax.dtypes.canonicalize_dtype(out.dtype), copy=False)
 
 
-def _take_checked(base, key: list, axis: int):
-    """``base[key]`` where ``key[axis]`` is the one index array, known and in range, and the other
-    keys are ints and slices. ``jnp.take`` stages the gather with the indices as a constant;
-    ``base[key]`` would first wrap negative indices with operations on the concrete indices, each
-    an XLA compilation when the shape pass evaluates it (0.02 s apiece in a fresh process)."""
+def _take_one(base, key: list, axis: int, checked: bool):
+    """``base[key]`` where ``key[axis]`` is the one index array and the other keys are ints and
+    slices, through ``jnp.take``, which stages the gather with a numpy base or known indices as
+    constants: ``base[key]`` would first convert the base, or wrap the known indices' negative
+    values, with eager operations, each an XLA compilation in the shape pass (0.02 s apiece in a
+    fresh process). ``checked``: the indices are known and in range (``clip`` then changes
+    nothing); otherwise ``take``'s default is ``base[key]``'s (negative indices count from the
+    end, out of range gives NaN)."""
     basic = tuple(slice(None) if i == axis else k for i, k in enumerate(key))
     kept = axis - sum(isinstance(k, int) for k in key[:axis])
-    return jnp.take(jnp.asarray(base)[basic], key[axis], axis=kept, mode="clip")
+    sub = base[basic] if isinstance(base, np.ndarray) else jnp.asarray(base)[basic]
+    return jnp.take(sub, key[axis], axis=kept, mode="clip" if checked else None)
 
 
 class Evaluator:
@@ -206,6 +210,8 @@ class Evaluator:
         if not items:
             raise ModelError("an empty array literal has no shape; use `zeros(0)`", e.span)
         try:
+            if _all_numpy(items):
+                return _numpy(lambda *xs: np.stack(np.broadcast_arrays(*xs)), *items)
             return jnp.stack(jnp.broadcast_arrays(*[jnp.asarray(i) for i in items]))
         except (TypeError, ValueError):
             raise ModelError("the items of an array literal must have the same shape, got "
@@ -243,11 +249,11 @@ class Evaluator:
             else:
                 key.append(v)
                 checked = False
-        arrays = [i for i, k in enumerate(key) if isinstance(k, np.ndarray)]
+        arrays = [i for i, k in enumerate(key) if not isinstance(k, (int, slice))]
         if checked and is_concrete(base):       # data only: numpy indexes it, nothing to compile
             return np.asarray(base)[tuple(key)]
-        if checked and len(arrays) == 1:
-            return _take_checked(base, key, arrays[0])
+        if len(arrays) == 1 and (checked or isinstance(base, np.ndarray)):
+            return _take_one(base, key, arrays[0], checked)
         return jnp.asarray(base)[tuple(key)]
 
     def _moving_slice(self, e, base, axis, idx, lo, size):

@@ -119,6 +119,10 @@ def _concat(*xs):
 
 
 def _rep(x, n):
+    if isinstance(x, (np.ndarray, np.generic, int, float)):     # data: numpy, nothing to compile
+        x = np.asarray(x)
+        x = x.astype(jax.dtypes.canonicalize_dtype(x.dtype), copy=False)
+        return np.broadcast_to(x, (operator.index(n),) + x.shape)
     x = jnp.asarray(x)
     return jnp.broadcast_to(x, (operator.index(n),) + x.shape)
 

@@ -20,7 +20,7 @@ from . import combinators
 from . import constraints as C
 from .binding import KNOWN_ROLES, ROLE_LATENT
 from .errors import ModelError
-from .evaluate import Evaluator, static_int
+from .evaluate import Evaluator, is_concrete, staged_shape, static_int
 
 _CONSTANT_KINDS = ("real", "positive", "unit_interval", "simplex", "ordered", "positive_ordered",
                    "corr_cholesky", "cov_matrix", "lower", "upper", "interval")
@@ -35,7 +35,7 @@ def grid_map(fn, ranges, ops=(), vals=()):
     def one(v, *o):
         return grid_map(fn, ranges[1:], o, vals + (v,))
 
-    return jax.vmap(one)(jnp.asarray(ranges[0]), *ops)
+    return jax.vmap(one)(np.asarray(ranges[0]), *ops)
 
 
 class Pieces:
@@ -324,12 +324,13 @@ class Pieces:
             if elem is None:
                 elem = ()
                 if fixed:
-                    probe = {**w.env, **{m.name: jnp.zeros(self.extent(m)) for m in computed}}
-                    elem = tuple(jax.eval_shape(lambda: jnp.asarray(
+                    probe = {**w.env, **{m.name: np.zeros(self.extent(m)) for m in computed}}
+                    elem = tuple(staged_shape(lambda: jnp.asarray(
                         Evaluator(probe, w.g.functions)(fixed[0].expr) if fixed[0].expr is not None
                         else 0.0)).shape)
                 self.lw.elem_shape[n.name] = elem
-            carry[n.name] = jnp.zeros(self.extent(n) + elem, dtype=self._scan_dtype(n))
+            # numpy zeros: a constant, where jnp.zeros would be an XLA compilation in the shape pass
+            carry[n.name] = np.zeros(self.extent(n) + elem, dtype=self._scan_dtype(n))
         ordered = sorted((p for n in computed for p in n.pieces), key=lambda p: p.id)
         owner = {p.id: n for n in computed for p in n.pieces}
         for p in ordered:
@@ -344,7 +345,7 @@ class Pieces:
             return state, None
 
         if len(t_values):
-            carry, _ = jax.lax.scan(step, carry, jnp.asarray(t_values))
+            carry, _ = jax.lax.scan(step, carry, t_values)
         for n in computed:
             w.env[n.name] = carry[n.name]
 
@@ -367,7 +368,7 @@ class Pieces:
             ev = Evaluator({**env, **state, **{lp.var: v for lp, v in zip(piece.loops, all_vals)}},
                            self.w.g.functions,
                            {lp.var: static_int(self.w.ev(lp.start), "a loop bound", lp.span) for lp in piece.loops})
-            idx = tuple(jnp.asarray(ev(e)) for e in piece.indices)
+            idx = tuple(np.asarray(i) if is_concrete(i) else jnp.asarray(i) for i in (ev(e) for e in piece.indices))
             return idx, self._element(piece, ev, self._piece_key(piece, all_vals))
 
         if any(len(r) == 0 for r in ranges):
@@ -375,7 +376,15 @@ class Pieces:
         idx, value = grid_map(one, ranges)
         arr = state[node.name]
         try:
-            arr = arr.at[idx].set(jnp.asarray(value).astype(arr.dtype))
+            if isinstance(arr, np.ndarray) and is_concrete(value) and all(map(is_concrete, idx)):
+                arr = arr.copy()                # known from the data: written in numpy
+                arr[idx] = np.asarray(value)
+                return {**state, node.name: arr}
+            if isinstance(arr, np.ndarray) and all(is_concrete(i) and np.ndim(i) == 0 for i in idx):
+                mask = np.zeros(arr.shape, bool)        # one element of a numpy array: a select, which
+                mask[tuple(int(i) for i in idx)] = True  # (unlike a scatter) compiles nothing eagerly
+                return {**state, node.name: jnp.where(mask, jnp.asarray(value).astype(arr.dtype), arr)}
+            arr = jnp.asarray(arr).at[idx].set(jnp.asarray(value).astype(arr.dtype))
         except (TypeError, ValueError):
             raise ModelError(f"an element of `{node.name}` has shape {jnp.shape(value)[len(inner):]} but the array "
                              f"expects {arr.shape[len(piece.indices):]}", piece.span,
