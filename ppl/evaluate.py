@@ -39,6 +39,15 @@ def staged_shape(fn, *args):
     return jax.eval_shape(staged, *args)
 
 
+def _staged_if_traced(*values):
+    """An operation on a traced value is staged whole: the constants it makes inside (masks,
+    converted operands) are not computed at once, which in the shape pass would be an XLA
+    compilation each."""
+    if all(is_concrete(v) for v in values):
+        return contextlib.nullcontext()
+    return _no_eager_constants()
+
+
 def _no_eager_constants():
     from jax._src import config
     state = getattr(config, "eager_constant_folding", None)   # what ensure_compile_time_eval sets
@@ -184,7 +193,8 @@ class Evaluator:
         try:
             if e.op in _NUMPY_BINARY and _all_numpy([a, b]):
                 return _numpy(_NUMPY_BINARY[e.op], a, b, floats=e.op == "/")
-            return _BINARY[e.op](a, b)
+            with _staged_if_traced(a, b):
+                return _BINARY[e.op](a, b)
         except (TypeError, ValueError) as err:
             raise ModelError(f"cannot apply `{e.op}` to shapes {shape_of(a)} and {shape_of(b)}", e.span,
                              hint=_shape_hint(e.op, err)) from None
@@ -254,7 +264,8 @@ class Evaluator:
             return np.asarray(base)[tuple(key)]
         if len(arrays) == 1 and (checked or isinstance(base, np.ndarray)):
             return _take_one(base, key, arrays[0], checked)
-        return jnp.asarray(base)[tuple(key)]
+        with _staged_if_traced(base, *key):
+            return jnp.asarray(base)[tuple(key)]
 
     def _moving_slice(self, e, base, axis, idx, lo, size):
         """`x[t:t + K]` inside a loop: a slice of fixed length at a moving start."""
@@ -307,7 +318,8 @@ class Evaluator:
         try:
             if name in _NUMPY_FUNCTIONS and _all_numpy(args):
                 return _numpy(_NUMPY_FUNCTIONS[name], *args, floats=name in _NUMPY_FLOAT_FUNCTIONS)
-            return fn.fn(*args)
+            with _staged_if_traced(*args):
+                return fn.fn(*args)
         except ModelError:
             raise
         except (TypeError, ValueError, IndexError) as err:

@@ -49,7 +49,12 @@ class Builtin:
 
 
 def _float(x):
-    """As an array, promoting integer/bool dtypes to the default float."""
+    """As an array, promoting integer/bool dtypes to the default float. numpy data stay numpy (a
+    constant, where jnp.asarray would be an XLA compilation in the shape pass)."""
+    if isinstance(x, (np.ndarray, np.generic, int, float)):
+        x = np.asarray(x)
+        want = x.dtype if np.issubdtype(x.dtype, np.inexact) else jnp.result_type(float)
+        return x.astype(jax.dtypes.canonicalize_dtype(want), copy=False)
     x = jnp.asarray(x)
     if jnp.issubdtype(x.dtype, jnp.inexact):
         return x
@@ -252,7 +257,7 @@ _TABLE = [
     ("rep", _rep, 2, 2, (1,), "rep(x, n): n copies of x stacked along a new leading axis"),
     ("zeros", _fill(0.0), 1, 2, (0, 1), "zeros(n[, m]): vector (or n x m matrix) of zeros"),
     ("ones", _fill(1.0), 1, 2, (0, 1), "ones(n[, m]): vector (or n x m matrix) of ones"),
-    ("identity", lambda n: jnp.eye(operator.index(n), dtype=jnp.result_type(float)), 1, 1, (0,),
+    ("identity", lambda n: np.eye(operator.index(n), dtype=jnp.result_type(float)), 1, 1, (0,),
      "identity(n): n x n identity matrix"),
     ("linspace", _linspace, 3, 3, (2,), "linspace(a, b, n): n evenly spaced points from a to b inclusive"),
     ("arange", _arange, 1, 1, (0,), "arange(n): integers 0, 1, ..., n-1"),

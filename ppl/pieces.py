@@ -259,7 +259,8 @@ class Pieces:
     def _element(self, piece, ev, key):
         """One element's value: the expression, or a draw from the distribution."""
         if piece.expr is not None:
-            return jnp.asarray(ev(piece.expr))
+            v = ev(piece.expr)
+            return np.asarray(v) if is_concrete(v) and not isinstance(v, jax.Array) else jnp.asarray(v)
         dist, args = combinators.resolve(piece.dist, ev)
         batch, event = self.w.batch_event(dist, args, piece.dist.span)
         from .lower import SHAPES, _placeholder

@@ -30,7 +30,7 @@ rng = np.random.default_rng(0)
 X = rng.normal(size=(200, 3))
 data = {"X": X, "y": (rng.uniform(size=200) < 0.5).astype(int), "k": rng.poisson(3.0, 50),
         "g": rng.integers(0, 3, 37), "z": rng.normal(size=37), "s": rng.uniform(1, 2, 37),
-        "u": rng.uniform(1, 2, 23)}
+        "u": rng.uniform(1, 2, 23), "v": rng.normal(size=23), "q": rng.normal(size=3)}
 m = ppl.compile('''
 data X: real[N, D]
 data g: int[M]
@@ -46,6 +46,12 @@ y ~ bernoulli_logit(alpha + X @ beta)
 k ~ poisson(lam)
 z ~ normal(a[g] * w[g], s)
 log(u) / log(10) - 2 * u ~ normal(alpha, lam)
+h[0] = u[0]
+for t in range(1, K) {
+  h[t] = 0.5 * h[t - 1] * alpha + u[t]
+}
+v ~ normal(h, lam)
+q ~ multi_normal_cholesky(zeros(3), cholesky(lam * identity(3) + 0.5))
 ''')
 import ppl.inference.samplers  # the sampler's imports (BlackJAX computes a constant at import)
 start = len(names)
