@@ -63,8 +63,9 @@ class Plan:
     index: Optional[A.Expr]  # the data index shared by every gather
     terms: tuple
     offsets: tuple           # (sign, data expression) pairs added to the mean
-    sigma: A.Expr
-    sigma_kind: str          # scalar | group (sigma is the base of a gather by the index) | rows (data)
+    sigma: Optional[A.Expr]  # the parameter part of sigma: a scalar, or the vector gathered by the index
+    sigma_kind: str          # scalar | group (sigma is the base of a gather by the index) | rows (data only)
+    sigma_rows: Optional[A.Expr] = None     # the data part of sigma (per row or scalar): divides the rows
 
     @property
     def width(self) -> int:
@@ -109,17 +110,15 @@ def find(label: str, value_expr: A.Expr, value, mu_expr: A.Expr, sigma_expr: A.E
         terms.append(term)
     if not terms:
         return None
-    sigma = _resolve(sigma_expr, inline)
-    sigma_kind = _sigma_kind(sigma, ev, rows, indices)
-    if sigma_kind is None:
+    parts = _sigma_parts(sigma_expr, ev, rows, indices, inline)
+    if parts is None:
         return None
+    sigma_kind, sigma, sigma_rows = parts
     if indices and any(_key(i) != _key(indices[0][0]) for i, _ in indices):
         return None                                    # crossed effects: more than one index
     groups = indices[0][1] if indices else 1
-    if sigma_kind == SIGMA_GROUP:
-        sigma = sigma.base
     plan = Plan(label, value_expr, rows, groups, indices[0][0] if indices else None, tuple(terms),
-                tuple(offsets), sigma, sigma_kind)
+                tuple(offsets), sigma, sigma_kind, sigma_rows)
     cols = plan.width + 1
     if groups * cols > rows / 2 or groups * cols * cols > MAX_STATISTICS:
         return None                                    # not enough rows per group to pay
@@ -277,17 +276,28 @@ def _term(p, data, sign, ev, rows, indices) -> Optional[Term]:
     return None
 
 
-def _sigma_kind(s, ev, rows, indices) -> Optional[str]:
-    v = ev(s)
-    if np.ndim(v) == 0:
-        return SIGMA_SCALAR
-    if is_concrete(v):
-        return SIGMA_ROWS if np.shape(v) == (rows,) else None
-    g = _gather(s, ev, rows)
+def _sigma_parts(sigma_expr, ev, rows, indices, inline) -> Optional[tuple]:
+    """``(kind, parameter part, data part)`` of sigma written as a product: data per row or scalar
+    (``s``, ``2``), times at most one parameter factor, a scalar (``sigma``) or a vector gathered
+    by the mean's index (``tau[g]``); None for anything else."""
+    sign, factors = _factors(sigma_expr, 1, inline)
+    values = [ev(f) for f in factors]
+    if sign < 0 or not all(_broadcasts(np.shape(v), rows) for v in values if is_concrete(v)):
+        return None
+    data = [f for f, v in zip(factors, values) if is_concrete(v)]
+    params = [_resolve(f, inline) for f, v in zip(factors, values) if not is_concrete(v)]
+    data_part = _product(data, sigma_expr) if data else None
+    if not params:
+        return SIGMA_ROWS, None, data_part
+    if len(params) > 1:
+        return None
+    if np.ndim(ev(params[0])) == 0:
+        return SIGMA_SCALAR, params[0], data_part
+    g = _gather(params[0], ev, rows)
     if g is None:
         return None
     indices.append(g)
-    return SIGMA_GROUP
+    return SIGMA_GROUP, params[0].base, data_part
 
 
 def _key(e):
@@ -324,7 +334,8 @@ def statistics(plans, binding, functions) -> dict:
 
 def _statistics(plan: Plan, ev: Evaluator) -> dict:
     """The plan's data arguments: stacked R factors (J, F+1, F+1), rows per group (J,), and the
-    constant -sum(log sigma_i) when sigma is data per row. ``ev`` evaluates the data concretely."""
+    constant -sum(log s_i) of sigma's data part s (the rows are divided by it). ``ev`` evaluates
+    the data concretely."""
     n, dtype = plan.rows, np.float64
     y = np.asarray(ev(plan.value), dtype)
     for sign, e in plan.offsets:
@@ -338,8 +349,8 @@ def _statistics(plan: Plan, ev: Evaluator) -> dict:
         cols.append(np.asarray(ev(t.coef[0]), dtype) * c[:, None] if t.kind == MATMUL else c[:, None])
     v = np.concatenate(cols + [y[:, None]], axis=1)
     const = 0.0
-    if plan.sigma_kind == SIGMA_ROWS:
-        s = np.asarray(ev(plan.sigma), dtype)
+    if plan.sigma_rows is not None:
+        s = np.broadcast_to(np.asarray(ev(plan.sigma_rows), dtype), (n,))
         v = v / s[:, None]
         with np.errstate(invalid="ignore", divide="ignore"):
             const = -float(np.sum(np.log(s)))

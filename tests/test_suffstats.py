@@ -39,6 +39,8 @@ APPLIES = {
     "matmul, offset, signs": ("y ~ normal(alpha - X @ beta + 2 * x - (-b[g]) * x * 3, sigma)", "8 groups × 6"),
     "inlined definitions": ("m = alpha + bx\nbx = b[g] * x\ny ~ normal(m, sigma)", "8 groups × 3"),
     "per-group sigma": ("y ~ normal(a[g] + alpha * x, tau[g])", "8 groups × 3"),
+    "scale times data per row": ("y ~ normal(a[g] + b[g] * x, sigma * s / 2)", "8 groups × 3"),
+    "per-group scale times data per row": ("y ~ normal(alpha * x + a[g], s * tau[g])", "8 groups × 3"),
     "declared data observed": ("data y: real[N]\ny ~ normal(alpha + X @ beta, sigma * 2)", "1 group × 5"),
     "vector times data matrix": ("data L: real[D, N]\ny ~ normal(alpha + beta @ L, sigma)", "1 group × 5"),
     # observations written as a loop, as in Stan or BUGS
@@ -55,7 +57,8 @@ REFUSED = {
     "crossed indices": "data h: int[N]\ny ~ normal(a[g] + b[h], sigma)",
     "vector not gathered": "m: real[N] ~ normal(0, 1)\ny ~ normal(m, sigma)",
     "nonlinear": "y ~ normal(exp(alpha) * x + a[g] * a[g], sigma)",
-    "parameter in sigma per row": "y ~ normal(alpha, tau[g] * s)",
+    "parameter in sigma per row, not a factor": "y ~ normal(alpha, exp(alpha * x))",
+    "two parameters in sigma": "y ~ normal(a[g], sigma * tau[g])",
     "not normal": "y ~ student_t(4, a[g], sigma)",
     "too few rows per group": "y ~ normal(alpha + X @ beta + b[g] * x, sigma)",
     "loop: not element-wise": "data y: real[N]\nfor i in range(0, N) {\n  y[i] ~ normal(alpha * sum(x[i]), sigma)\n}",
