@@ -109,9 +109,12 @@ def setup_jax(spec):
 
 
 def chunk_size_for(spec):
-    """ppl's default chunk for the full run, so the ttfd run compiles the same NUTS program."""
+    """ppl's default chunk for the full run, so the ttfd run compiles the same NUTS program: None
+    where ppl's default no longer depends on the run's length (calls timed by ppl itself)."""
     import ppl.model as pm
 
+    if hasattr(pm, "_nuts_rows"):
+        return None
     total = int(spec["warmup"]) + int(spec["draws_full"])
     fn = getattr(pm, "_chunk_size", None)
     return int(fn(total)) if fn else int(min(100, max(10, total // 20)))

@@ -126,12 +126,16 @@ class Model:
                 programs[chains * draws] = self._generate_program(lw, arrays, chains * draws)
             return init
 
+        # NUTS by default: a chunk of up to _nuts_rows iterations, each call as many as take about
+        # CALL_SECONDS; a chunk_size given (or HMC, MH) runs that many per call
+        adaptive = chunk_size is None and algorithm in ("nuts", "gibbs")
+        rows = _nuts_rows(chains, lw.dim) if adaptive else chunk_size or _chunk_size(warmup + draws)
         res = run_mcmc(algorithm, logdensity, arrays, DeferredInit((chains, lw.dim), find), stream(seed, 2),
-                       chains=chains, warmup=warmup, draws=draws, chunk_size=chunk_size or _chunk_size(warmup + draws),
+                       chains=chains, warmup=warmup, draws=draws, chunk_size=rows,
                        target_accept=target_accept, max_depth=max_depth, dense_mass=dense_mass,
                        path_length=path_length, num_steps=num_steps, callback=progress, gibbs_fn=gibbs,
                        devices=devices, shard_data=shard_data, restart_stuck=restart_stuck,
-                       fisher_mass=mass_matrix == "fisher")
+                       fisher_mass=mass_matrix == "fisher", call_seconds=CALL_SECONDS if adaptive else None)
         out, gen_compile, gen_s = self._outputs(lw, arrays, res.positions, stream(seed, 3), programs)
         # compile_s: the time before the first iteration (the search included) and for the outputs' program
         timings = {"compile_s": res.compile_s + gen_compile, "warmup_s": res.warmup_s,
@@ -291,6 +295,18 @@ class Model:
             if t is not None and t.shape:
                 out[name] = tuple(e.id if isinstance(e, A.Name) else None for e in t.shape)
         return out
+
+
+CALL_SECONDS = 0.5
+"""NUTS runs about this long per call into XLA (progress, Ctrl-C between calls)."""
+
+
+def _nuts_rows(chains: int, dim: int) -> int:
+    """The compiled length of a NUTS chunk: 1000 iterations, fewer when its outputs (chains x
+    rows x (dim + 8) numbers) would pass 32 MiB. Calls run as many of them as take about
+    CALL_SECONDS (``run_chunked``; rows not run cost nothing)."""
+    cap = (32 << 20) // (8 * max(1, chains) * (int(dim) + 8))
+    return int(max(10, min(1000, cap)))
 
 
 def _chunk_size(total: int) -> int:

@@ -176,6 +176,21 @@ def test_chunk_boundaries_and_progress():
     np.testing.assert_array_equal(thin.positions, res.positions[:, ::3])
 
 
+def test_timed_calls_give_the_same_draws():
+    """With call_seconds each call runs as many iterations as fit in that time (the rest of the
+    compiled chunk's rows are not run): other call boundaries, the same program, the same draws."""
+    cfg = NUTSConfig(warmup=150, draws=130, chunk_size=64)
+    fixed = sample_nuts(gauss_ld, gauss_data(np.eye(2)), INIT2, jax.random.PRNGKey(4), cfg)
+    seen, before = [], nuts.compile_count()
+    timed = sample_nuts(gauss_ld, gauss_data(np.eye(2)), INIT2, jax.random.PRNGKey(4),
+                        cfg._replace(call_seconds=1e-9), callback=lambda p: seen.append(p.iteration))
+    assert nuts.compile_count() == before
+    np.testing.assert_array_equal(timed.positions, fixed.positions)
+    assert seen[:2] == [8, 16]          # an eighth of the chunk until a call has been timed
+    assert 75 in seen and seen[-1] == 280 and seen == sorted(seen)   # a call ends at the stuck-chain check
+    assert len(seen) > 100              # then one iteration a call: 1e-9 s is less than one takes
+
+
 def test_keyboard_interrupt_returns_draws_so_far():
     sampling_calls = []
 

@@ -122,11 +122,13 @@ def build_schedule(num_warmup: int, num_draws: int) -> Schedule:
     )
 
 
-def pad_schedule(schedule, start: int, length: int):
-    """Rows ``start:start+length`` of a schedule pytree, padded with all-False (no-op) rows."""
+def pad_schedule(schedule, start: int, length: int, rows: int | None = None):
+    """Rows ``start:start+rows`` (default ``length``) of a schedule pytree, padded with all-False
+    (not run) rows to ``length``."""
+    take = length if rows is None else min(rows, length)
 
     def cut(a):
-        piece = a[start : start + length]
+        piece = a[start : start + take]
         if piece.shape[0] < length:
             pad = np.zeros((length - piece.shape[0],) + a.shape[1:], dtype=a.dtype)
             piece = np.concatenate([piece, pad])

@@ -67,6 +67,7 @@ class NUTSConfig(NamedTuple):
     devices: int | None = None  # chains split across this many devices; None: chain_devices decides
     shard_data: bool = False  # also split data arrays along their first axis (large N)
     restart_stuck: bool = True  # move chains stuck in a negligible mode halfway through warm-up (stuck.py)
+    call_seconds: float | None = None  # None: every call runs chunk_size iterations; else about this long
 
 
 class SamplerResult(NamedTuple):
@@ -142,12 +143,18 @@ def make_chunk_fn(step_fn: Callable, prepare_fn: Callable | None = None, empty_o
             shapes = jax.eval_shape(lambda s: step_fn(s, first, data, params)[1], state)
             make_empty = lambda s: jax.tree.map(lambda sd: jnp.zeros(sd.shape, sd.dtype), shapes)  # noqa: E731
 
-        def body(s, flags):
-            return jax.lax.cond(
-                flags.active, lambda s_: step_fn(s_, flags, data, params), lambda s_: (s_, make_empty(s_)), s
-            )
+        # The active rows are a prefix (run_chunked, pad_schedule): run those, leave the rest of
+        # the outputs zero; a no-op row then costs nothing.
+        length = jax.tree.leaves(schedule)[0].shape[0]
+        outs = jax.tree.map(lambda e: jnp.zeros((length,) + e.shape, e.dtype), make_empty(state))
 
-        return jax.lax.scan(body, state, schedule)
+        def body(i, carry):
+            s, buf = carry
+            s, out = step_fn(s, jax.tree.map(lambda a: a[i], schedule), data, params)
+            return s, jax.tree.map(lambda b, o: b.at[i].set(o), buf, out)
+
+        n = jnp.sum(schedule.active.astype(jnp.int32))
+        return jax.lax.fori_loop(0, n, body, (state, outs))
 
     return one_chain
 
@@ -160,46 +167,62 @@ def run_chunked(
     chunk_size: int,
     on_chunk: Callable | None = None,
     hook: tuple | None = None,
+    call_seconds: float | None = None,
 ):
     """Run ``chunk_fn(carry, schedule_rows) -> (carry, outs)`` over ``n_iter`` iterations.
 
-    ``schedule`` is a NamedTuple of numpy arrays with ``n_iter`` rows; the last chunk is
-    padded with all-False (no-op) rows.  After each chunk, ``on_chunk(start, n_valid,
-    outs, seconds)`` gets the chunk's outputs as numpy (padding included; only the first
-    ``n_valid`` iterations are real).  A ``KeyboardInterrupt`` (from the user or from
-    ``on_chunk``) stops the loop.  ``hook=(iteration, fn)``: before the chunk starting at
-    ``iteration``, every earlier chunk is recorded and the carry becomes ``fn(carry)``.
-    Returns ``(carry, n_done, completed)``; ``n_done`` counts the iterations whose chunk
-    reached ``on_chunk``.
+    ``schedule`` is a NamedTuple of numpy arrays with ``n_iter`` rows; each call gets
+    ``chunk_size`` rows (the compiled length), the ones past its share all-False (not run).  Each
+    call runs ``chunk_size`` iterations, or with ``call_seconds`` as many as take about that long
+    at the pace measured so far (the first two calls, before any is measured, an eighth of
+    ``chunk_size``): a fast model then makes few calls, each a fixed cost of a few milliseconds,
+    and a slow one still reports progress and honours Ctrl-C every ``call_seconds``.  The draws
+    do not depend on where calls end.  After each call, ``on_chunk(start, n_valid, outs,
+    seconds)`` gets its outputs as numpy (only the first ``n_valid`` iterations are real).  A
+    ``KeyboardInterrupt`` (from the user or from ``on_chunk``) stops the loop.
+    ``hook=(iteration, fn)``: a call ends at ``iteration``; every earlier call is recorded and the
+    carry becomes ``fn(carry)``.  Returns ``(carry, n_done, completed)``; ``n_done`` counts the
+    iterations whose call reached ``on_chunk``.
     """
     n_done, completed = 0, True
-    pending = None  # the chunk dispatched last, whose outputs are not yet read
+    pending = None  # the call dispatched last, whose outputs are not yet read
+    pace = None     # seconds per iteration of the last recorded call
 
     def flush():
-        """Copy out and record the pending chunk, if any."""
-        nonlocal pending, t_last, n_done
+        """Copy out and record the pending call, if any."""
+        nonlocal pending, t_last, n_done, pace
         if pending is None:
             return
-        (start, outs), pending = pending, None
+        (start, n_valid, outs), pending = pending, None
         outs = jax.device_get(outs)
         now = time.perf_counter()
         seconds, t_last = now - t_last, now
-        n_valid = min(chunk_size, n_iter - start)
+        pace = seconds / n_valid
         n_done = start + n_valid
         if on_chunk is not None:
             on_chunk(start, n_valid, outs, seconds)
 
+    def rows(start):
+        n = chunk_size
+        if call_seconds is not None:
+            n = max(1, chunk_size // 8) if pace is None else int(call_seconds / max(pace, 1e-9))
+        n = max(1, min(n, chunk_size, n_iter - start))
+        return min(n, hook[0] - start) if hook is not None and start < hook[0] else n
+
     t_last = time.perf_counter()
     try:
-        # JAX dispatches asynchronously: the next chunk is queued before the last one's
+        # JAX dispatches asynchronously: the next call is queued before the last one's
         # outputs are copied out and recorded, so the device never waits for Python.
-        for start in range(0, n_iter, chunk_size):
+        start = 0
+        while start < n_iter:
             if hook is not None and start == hook[0]:
                 flush()
                 carry = hook[1](carry)
-            carry, outs = chunk_fn(carry, pad_schedule(schedule, start, chunk_size))
+            n = rows(start)
+            carry, outs = chunk_fn(carry, pad_schedule(schedule, start, chunk_size, n))
             flush()
-            pending = (start, outs)
+            pending = (start, n, outs)
+            start += n
         flush()
     except KeyboardInterrupt:
         completed = False
@@ -462,7 +485,9 @@ def sample_nuts(
         carry = place_chains(initial(np.asarray(found, dtype)), devices)
 
     record = ChunkRecorder(warmup, draws, config.thin, callback)
-    stuck = StuckChains(warmup, config.chunk_size, chains) if config.restart_stuck else None
+    # (adaptive calls end wherever the check is; fixed ones only at multiples of chunk_size)
+    aligned = 1 if config.call_seconds is not None else config.chunk_size
+    stuck = StuckChains(warmup, aligned, chains) if config.restart_stuck else None
     hook = None
     if stuck is not None and stuck.check_at is not None:
         hook = (stuck.check_at, lambda c: stuck.move(c, lambda s: place_chains(s, devices)))
@@ -474,7 +499,7 @@ def sample_nuts(
 
     run = lambda c, rows: compiled(c, rows, data, target)  # noqa: E731
     carry, n_done, completed = run_chunked(run, carry, schedule, warmup + draws, config.chunk_size, on_chunk,
-                                           hook)
+                                           hook, config.call_seconds)
 
     draws_out = record.outputs()
     if draws_out is None:

@@ -19,7 +19,8 @@ def run_mcmc(algorithm: str, logdensity_fn: Callable, data, init, key, *, chains
              chunk_size: int, target_accept: Optional[float] = None, max_depth: int = 10, dense_mass: bool = False,
              path_length: Optional[float] = None, num_steps: Optional[int] = None, thin: int = 1,
              callback: Optional[Callable] = None, gibbs_fn: Optional[Callable] = None, devices: Optional[int] = None,
-             shard_data: bool = False, restart_stuck: bool = True, fisher_mass: bool = False) -> SamplerResult:
+             shard_data: bool = False, restart_stuck: bool = True, fisher_mass: bool = False,
+             call_seconds: Optional[float] = None) -> SamplerResult:
     """Run ``algorithm`` on ``logdensity_fn(u, data)`` from ``init`` (chains, dim), which may be a
     ``DeferredInit`` (NUTS and Gibbs search for it while XLA compiles their chunk)."""
     check_algorithm(algorithm)
@@ -34,7 +35,8 @@ def run_mcmc(algorithm: str, logdensity_fn: Callable, data, init, key, *, chains
     if algorithm in ("nuts", "gibbs"):       # gibbs: NUTS on the continuous state within exact Gibbs sweeps
         from ppl.inference.nuts import NUTSConfig, sample_nuts
         config = NUTSConfig(max_depth=max_depth, devices=devices, shard_data=bool(shard_data),
-                            restart_stuck=bool(restart_stuck), fisher_mass=bool(fisher_mass), **common)
+                            restart_stuck=bool(restart_stuck), fisher_mass=bool(fisher_mass),
+                            call_seconds=call_seconds, **common)
         return sample_nuts(logdensity_fn, data, init, key, config, callback,
                            gibbs_fn=gibbs_fn if algorithm == "gibbs" else None)
     if shard_data:
