@@ -125,12 +125,13 @@ def make_chunk_fn(step_fn: Callable, prepare_fn: Callable | None = None, empty_o
     ``chunk(state, schedule, data, params) -> (state, outs)``; :func:`ppl.inference.parallel.over_chains`
     runs it for every chain.
 
-    The chunk scans over the schedule's rows (one per iteration); schedule, data and params
-    are shared by all chains.  Rows with ``flags.active == False`` are no-ops returning
-    ``empty_out(state)`` (zeros shaped like ``out``; by default found with ``jax.eval_shape``,
-    which costs one extra trace of ``step_fn``); the predicate is shared, so this is a real
-    branch, not a select.  ``prepare_fn(state, data, params) -> state`` runs once per chain at
-    the chunk start (e.g. to recompute the log density at the carried position).
+    The chunk loops over the schedule's rows (one per iteration); schedule, data and params
+    are shared by all chains.  The rows with ``flags.active`` are a prefix (padding comes last:
+    :func:`pad_schedule`); only they run (a loop of that many iterations, so rows not run cost
+    nothing), and the outputs of the others stay zero, shaped like ``empty_out(state)`` (by
+    default found with ``jax.eval_shape``, which costs one extra trace of ``step_fn``).
+    ``prepare_fn(state, data, params) -> state`` runs once per chain at the chunk start (e.g. to
+    recompute the log density at the carried position).
     """
 
     def one_chain(state, schedule, data, params):
