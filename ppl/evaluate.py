@@ -18,7 +18,7 @@ import numpy as np
 from . import ast as A
 from .distributions import DISTRIBUTIONS
 from .errors import ModelError, did_you_mean
-from .functions import FUNCTIONS
+from .functions import FUNCTIONS, as_numpy, is_numpy
 
 _DENSITY_SUFFIXES = ("_lpdf", "_lpmf", "_lcdf", "_lccdf")
 MAX_SIZE = 100_000_000      # elements in an array a model builds (zeros, ones, rep, identity, ...)
@@ -122,7 +122,7 @@ _NUMPY_FLOAT_FUNCTIONS = frozenset(_NUMPY_FUNCTIONS) - {"abs", "square", "sum"} 
 
 
 def _all_numpy(values) -> bool:
-    return all(isinstance(v, (np.ndarray, np.generic, int, float)) and not isinstance(v, bool) for v in values)
+    return all(map(is_numpy, values))
 
 
 def _numpy(fn, *args, floats: bool = False):
@@ -131,8 +131,7 @@ def _numpy(fn, *args, floats: bool = False):
         args = tuple(a.astype(float) if isinstance(a, (np.ndarray, np.generic)) and _is_int_dtype(a) else a
                      for a in args)
     with np.errstate(all="ignore"):         # as jax.numpy: nan and inf, no warnings
-        out = np.asarray(fn(*args))
-    return out.astype(jax.dtypes.canonicalize_dtype(out.dtype), copy=False)
+        return as_numpy(fn(*args))
 
 
 def _take_one(base, key: list, axis: int, checked: bool):

@@ -48,13 +48,24 @@ class Builtin:
 # ---------------------------------------------------------------- helpers
 
 
+def is_numpy(x) -> bool:
+    """What the data alone gave: a numpy array or scalar, or a Python number (not a bool, which
+    numpy and jax.numpy add differently). Kept in numpy, it is a constant; made a jax array in
+    the shape pass, it would be an XLA compilation."""
+    return isinstance(x, (np.ndarray, np.generic, int, float)) and not isinstance(x, bool)
+
+
+def as_numpy(x) -> np.ndarray:
+    """``x`` as a numpy array in the dtype jax.numpy would give it (float32 without x64)."""
+    x = np.asarray(x)
+    return x.astype(jax.dtypes.canonicalize_dtype(x.dtype), copy=False)
+
+
 def _float(x):
-    """As an array, promoting integer/bool dtypes to the default float. numpy data stay numpy (a
-    constant, where jnp.asarray would be an XLA compilation in the shape pass)."""
-    if isinstance(x, (np.ndarray, np.generic, int, float)):
-        x = np.asarray(x)
-        want = x.dtype if np.issubdtype(x.dtype, np.inexact) else jnp.result_type(float)
-        return x.astype(jax.dtypes.canonicalize_dtype(want), copy=False)
+    """As an array, promoting integer/bool dtypes to the default float. numpy data stay numpy."""
+    if is_numpy(x):
+        x = as_numpy(x)
+        return x if np.issubdtype(x.dtype, np.inexact) else x.astype(jnp.result_type(float))
     x = jnp.asarray(x)
     if jnp.issubdtype(x.dtype, jnp.inexact):
         return x
@@ -124,9 +135,8 @@ def _concat(*xs):
 
 
 def _rep(x, n):
-    if isinstance(x, (np.ndarray, np.generic, int, float)):     # data: numpy, nothing to compile
-        x = np.asarray(x)
-        x = x.astype(jax.dtypes.canonicalize_dtype(x.dtype), copy=False)
+    if is_numpy(x):
+        x = as_numpy(x)
         return np.broadcast_to(x, (operator.index(n),) + x.shape)
     x = jnp.asarray(x)
     return jnp.broadcast_to(x, (operator.index(n),) + x.shape)

@@ -21,6 +21,7 @@ from . import constraints as C
 from .binding import KNOWN_ROLES, ROLE_LATENT
 from .errors import ModelError
 from .evaluate import Evaluator, is_concrete, staged_shape, static_int
+from .functions import is_numpy
 
 _CONSTANT_KINDS = ("real", "positive", "unit_interval", "simplex", "ordered", "positive_ordered",
                    "corr_cholesky", "cov_matrix", "lower", "upper", "interval")
@@ -260,7 +261,7 @@ class Pieces:
         """One element's value: the expression, or a draw from the distribution."""
         if piece.expr is not None:
             v = ev(piece.expr)
-            return np.asarray(v) if is_concrete(v) and not isinstance(v, jax.Array) else jnp.asarray(v)
+            return np.asarray(v) if is_numpy(v) else jnp.asarray(v)
         dist, args = combinators.resolve(piece.dist, ev)
         batch, event = self.w.batch_event(dist, args, piece.dist.span)
         from .lower import SHAPES, _placeholder
