@@ -275,6 +275,35 @@ def timed_fit(system, draws, seed):
     return out
 
 
+def _pipelined_us(call, n, batches):
+    """The fastest of `batches` batches of n calls dispatched back to back, one wait at the end."""
+    import jax
+
+    times = []
+    for _ in range(batches):
+        t = time.perf_counter()
+        for _ in range(n):
+            out = call()
+        jax.block_until_ready(out)
+        times.append((time.perf_counter() - t) / n)
+    return times
+
+
+def with_data_as_arguments(f, u):
+    """f's log density with the arrays it closes over (the data) passed as arguments.
+
+    Traced once to a jaxpr; its constants become a second argument, as a sampler that takes the
+    data as an argument sees them (XLA cannot fold them into the compiled code)."""
+    import jax
+
+    closed = jax.make_jaxpr(f)(u)
+    consts = [c for c in closed.consts]
+
+    def g(u, consts):
+        return jax.core.eval_jaxpr(closed.jaxpr, consts, u)[0]
+    return g, consts
+
+
 def time_logp(f, dim, reps_min_s=0.2, batches=7):
     import jax
     import jax.numpy as jnp
@@ -305,17 +334,21 @@ def time_logp(f, dim, reps_min_s=0.2, batches=7):
     # that waits for its result also pays the runtime's wake-up latency, which depends on the
     # process (measured on hier_linear: 47-76 us per synced call against 24-25 us back to back,
     # the same for ppl and the hand-written density, with 1 or 4 host devices).
-    pipelined = []
-    for _ in range(batches):
-        t = time.perf_counter()
-        for _ in range(n):
-            out = vg(u)
-        jax.block_until_ready(out)
-        pipelined.append((time.perf_counter() - t) / n)
+    pipelined = _pipelined_us(lambda: vg(u), n, batches)
+    # The same function with the data as arguments, as the samplers call it (each system's data
+    # are closed over, so XLA folds them in as constants above; a sampler's loop receives them).
+    g, consts = with_data_as_arguments(f, u)
+    vga = jax.jit(jax.value_and_grad(g))
+    val_args, _ = jax.block_until_ready(vga(u, consts))
+    for _ in range(20):
+        jax.block_until_ready(vga(u, consts))
+    as_args = _pipelined_us(lambda: vga(u, consts), n, batches)
     # the fastest batch: on a shared machine other jobs only ever slow a batch down
     return {"logp_grad_us": float(np.min(pipelined)) * 1e6, "logp_grad_median_us": float(np.median(pipelined)) * 1e6,
             "logp_grad_synced_us": float(np.min(synced)) * 1e6, "logp_reps": n * batches, "logp_first_call_s": first,
-            "logp_value": float(val), "dim": int(dim)}
+            "logp_grad_args_us": float(np.min(as_args)) * 1e6, "logp_args_n_consts": len(consts),
+            "logp_args_const_bytes": int(sum(np.asarray(c).nbytes for c in consts)),
+            "logp_value": float(val), "logp_args_value": float(val_args), "dim": int(dim)}
 
 
 def check_against_hand(spec, data, f, system):
