@@ -297,7 +297,7 @@ def with_data_as_arguments(f, u):
     import jax
 
     closed = jax.make_jaxpr(f)(u)
-    consts = [c for c in closed.consts]
+    consts = list(closed.consts)
 
     def g(u, consts):
         return jax.core.eval_jaxpr(closed.jaxpr, consts, u)[0]
