@@ -275,8 +275,9 @@ def timed_fit(system, draws, seed):
     return out
 
 
-def _pipelined_us(call, n, batches):
-    """The fastest of `batches` batches of n calls dispatched back to back, one wait at the end."""
+def _pipelined_seconds(call, n, batches):
+    """Seconds per call in each of `batches` batches of n calls dispatched back to back, one wait
+    at the end of a batch."""
     import jax
 
     times = []
@@ -334,7 +335,7 @@ def time_logp(f, dim, reps_min_s=0.2, batches=7):
     # that waits for its result also pays the runtime's wake-up latency, which depends on the
     # process (measured on hier_linear: 47-76 us per synced call against 24-25 us back to back,
     # the same for ppl and the hand-written density, with 1 or 4 host devices).
-    pipelined = _pipelined_us(lambda: vg(u), n, batches)
+    pipelined = _pipelined_seconds(lambda: vg(u), n, batches)
     # The same function with the data as arguments, as the samplers call it (each system's data
     # are closed over, so XLA folds them in as constants above; a sampler's loop receives them).
     g, consts = with_data_as_arguments(f, u)
@@ -342,7 +343,7 @@ def time_logp(f, dim, reps_min_s=0.2, batches=7):
     val_args, _ = jax.block_until_ready(vga(u, consts))
     for _ in range(20):
         jax.block_until_ready(vga(u, consts))
-    as_args = _pipelined_us(lambda: vga(u, consts), n, batches)
+    as_args = _pipelined_seconds(lambda: vga(u, consts), n, batches)
     # the fastest batch: on a shared machine other jobs only ever slow a batch down
     return {"logp_grad_us": float(np.min(pipelined)) * 1e6, "logp_grad_median_us": float(np.median(pipelined)) * 1e6,
             "logp_grad_synced_us": float(np.min(synced)) * 1e6, "logp_reps": n * batches, "logp_first_call_s": first,
