@@ -24,8 +24,9 @@ import numpy as np
 from blackjax.mcmc import hmc, metrics
 from blackjax.mcmc import nuts as bj_nuts
 
-from ppl.inference.parallel import (DeferredInit, chain_devices, compile_chunk, density_data_size, distribute,
-                                   place, place_chains)
+from ppl.inference.parallel import (DeferredInit, chain_devices, compile_chunk, density_data_size, density_jaxpr,
+                                   distribute, place, place_chains)
+from ppl.inference.program_cache import chunk_key
 from ppl.inference.rng import raw_keys
 from ppl.inference.stuck import StuckChains
 from ppl.inference.adaptation import (
@@ -398,9 +399,13 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
     chunk = make_chunk_fn(*make_nuts_step(logdensity_fn, int(config.max_depth), bool(config.dense_mass), gibbs_fn,
                                           fisher=bool(config.fisher_mass)))
     # (within Gibbs the density also reads the discrete draws: every datum counts)
-    size = None if gibbs_fn is not None else density_data_size(logdensity_fn, dim, carry.hmc.position.dtype, data)
+    size, cache_key = None, None
+    if gibbs_fn is None:
+        closed = density_jaxpr(logdensity_fn, dim, carry.hmc.position.dtype, data)
+        size = density_data_size(logdensity_fn, dim, carry.hmc.position.dtype, data, closed=closed)
+        cache_key = chunk_key(closed, ("nuts", key[3:], [str(d) for d in devices]), (carry, rows, data, target))
     compiled, other = compile_chunk(chunk, carry, rows, data, target, devices, spmd=config.shard_data,
-                                    data_size=size, meanwhile=meanwhile)
+                                    data_size=size, meanwhile=meanwhile, cache_key=cache_key)
     seconds = time.perf_counter() - t0
     _CACHE[key] = compiled
     _COMPILES[0] += 1

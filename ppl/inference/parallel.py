@@ -25,8 +25,10 @@ from typing import Callable, NamedTuple
 import jax
 import numpy as np
 
+from .program_cache import lower_chunk
+
 __all__ = ["configure_xla", "small_loop_flag", "chain_devices", "over_chains", "compile_chunk", "compiler_options",
-           "density_data_size", "place_chains", "place", "distribute", "DeferredInit"]
+           "density_data_size", "density_jaxpr", "place_chains", "place", "distribute", "DeferredInit"]
 
 _FLAG = "--xla_force_host_platform_device_count"
 
@@ -153,18 +155,20 @@ def distribute(carry, data, devices: list, shard_data: bool = False):
 
 
 def compile_chunk(one_chain: Callable, carry, rows, data, params, devices: list, spmd: bool = False,
-                  data_size: int | None = None, meanwhile: Callable | None = None):
+                  data_size: int | None = None, meanwhile: Callable | None = None, cache_key: str | None = None):
     """Compile ``one_chain`` for every chain of ``carry`` (leading axis) on ``devices``: a program
     per device (``jax.shard_map``), or with ``spmd`` one vectorised program that XLA's partitioner
     splits following the placement of ``carry`` and ``data`` (for data sharded by rows).
     ``data_size``: the numbers of data one log-density evaluation reads (:func:`density_data_size`;
     default: every number in ``data``), which chooses the XLA options (:func:`compiler_options`).
+    ``cache_key`` (:func:`ppl.inference.program_cache.chunk_key`): the lowered program is kept on
+    disk under it, and read back instead of tracing when it is there.
     Returns the compiled program and what ``meanwhile()``, called while XLA compiles, returned."""
     chains = jax.tree.leaves(carry)[0].shape[0]
     fn = over_chains(one_chain, chains, devices[:1] if spmd else devices)
     if data_size is None:
         data_size = sum(int(np.size(x)) for x in jax.tree.leaves(data))
-    lowered = jax.jit(fn).lower(carry, rows, data, params)
+    lowered, _ = lower_chunk(jax.jit(fn), (carry, rows, data, params), None if spmd else cache_key)
     options = compiler_options(data_size, devices)
     if meanwhile is None:
         return lowered.compile(options), None
@@ -179,15 +183,20 @@ def compile_chunk(one_chain: Callable, carry, rows, data, params, devices: list,
         pool.shutdown(wait=False)
 
 
-def density_data_size(logdensity_fn: Callable, dim: int, dtype, data) -> int:
+def density_jaxpr(logdensity_fn: Callable, dim: int, dtype, data):
+    """The closed jaxpr of ``logdensity_fn(position, data)`` for a ``dim`` vector position (for a
+    jitted function, JAX's cached trace, which the chunk's own trace reuses)."""
+    pos = jax.ShapeDtypeStruct((int(dim),), dtype)
+    trace = getattr(logdensity_fn, "trace", None)
+    return trace(pos, data).jaxpr if trace is not None else jax.make_jaxpr(logdensity_fn)(pos, data)
+
+
+def density_data_size(logdensity_fn: Callable, dim: int, dtype, data, closed=None) -> int:
     """How many numbers of ``data`` one evaluation of ``logdensity_fn(position, data)`` reads (the
     position a ``dim`` vector): the data arrays its traced program uses (arrays only other programs
     need, such as the rows that sufficient statistics replace, do not count). The trace is JAX's,
-    cached for the chunk's."""
-    pos = jax.ShapeDtypeStruct((int(dim),), dtype)
-    trace = getattr(logdensity_fn, "trace", None)
-    closed = trace(pos, data).jaxpr if trace is not None else jax.make_jaxpr(logdensity_fn)(pos, data)
-    jaxpr = closed.jaxpr
+    cached for the chunk's; ``closed``: that trace, when the caller has it (:func:`density_jaxpr`)."""
+    jaxpr = (closed if closed is not None else density_jaxpr(logdensity_fn, dim, dtype, data)).jaxpr
     used = {id(v) for eqn in jaxpr.eqns for v in eqn.invars} | {id(v) for v in jaxpr.outvars}
     leaves = jax.tree.leaves(data)
     return sum(int(np.size(x)) for x, v in zip(leaves, jaxpr.invars[1:]) if id(v) in used)

@@ -1,0 +1,81 @@
+"""The NUTS chunk kept on disk as a serialised program (ppl.inference.program_cache): a later fit
+with the same model, data layout and settings reads it instead of tracing, and gets the same
+draws; other data of the same shapes use the same program correctly; a damaged file is ignored."""
+import os
+
+import numpy as np
+import pytest
+
+import ppl
+from ppl.inference import nuts, program_cache
+
+MODEL = """
+data y: real[N]
+data s: real[N]
+mu ~ normal(0, 5)
+tau ~ half_normal(5)
+theta: real[N] ~ normal(mu, tau)
+y ~ normal(theta, s)
+"""
+DATA_A = {"y": np.array([28.0, 8, -3, 7, -1, 1, 18, 12]), "s": np.array([15.0, 10, 16, 11, 9, 11, 10, 18])}
+DATA_B = {"y": np.array([2.0, -8, 3, 17, 1, -1, 8, 2]), "s": np.array([5.0, 10, 6, 11, 9, 11, 10, 8])}
+RUN = dict(chains=2, warmup=150, draws=50, seed=3)
+
+
+@pytest.fixture
+def programs(tmp_path, monkeypatch):
+    """Programs stored under a fresh folder, and the in-process cache of compiled chunks empty, so
+    every fit reaches the disk."""
+    folder = tmp_path / "ppl-programs"
+    monkeypatch.setattr(program_cache, "programs_dir", lambda: str(folder))
+    nuts.clear_cache()
+    yield folder
+    nuts.clear_cache()
+
+
+def _fit(model, data):
+    nuts.clear_cache()
+    post = model.sample(data, **RUN)
+    return np.asarray(post["theta"]), np.asarray(post.stats["n_leapfrog__"])
+
+
+def test_a_stored_program_is_read_back_and_gives_the_same_draws(programs, monkeypatch):
+    model = ppl.compile(MODEL)
+    before = dict(program_cache.COUNTS)
+    first = _fit(model, DATA_A)
+    files = sorted(programs.glob("*.stablehlo"))
+    assert len(files) == 1 and program_cache.COUNTS["stored"] == before["stored"] + 1
+    again = _fit(model, DATA_A)
+    assert program_cache.COUNTS["read"] == before["read"] + 1
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+
+    # other data of the same shapes: the same file, and the draws of a fit that traced afresh
+    from_disk = _fit(model, DATA_B)
+    assert program_cache.COUNTS["read"] == before["read"] + 2 and len(list(programs.glob("*.stablehlo"))) == 1
+    monkeypatch.setattr(program_cache, "programs_dir", lambda: None)     # no programs on disk: traced
+    traced = _fit(model, DATA_B)
+    np.testing.assert_array_equal(from_disk[0], traced[0])
+    assert not np.array_equal(from_disk[0], first[0])
+
+
+def test_settings_and_shapes_that_change_the_program_change_the_file(programs):
+    model = ppl.compile(MODEL)
+    _fit(model, DATA_A)
+    nuts.clear_cache()
+    model.sample(DATA_A, **{**RUN, "max_depth": 6})
+    short = {k: v[:5] for k, v in DATA_A.items()}
+    _fit(model, short)
+    assert len(list(programs.glob("*.stablehlo"))) == 3
+
+
+def test_a_damaged_file_is_ignored_and_replaced(programs):
+    model = ppl.compile(MODEL)
+    first = _fit(model, DATA_A)
+    (path,) = programs.glob("*.stablehlo")
+    path.write_bytes(b"not a program")
+    reads = program_cache.COUNTS["read"]
+    again = _fit(model, DATA_A)
+    assert program_cache.COUNTS["read"] == reads      # not read: traced afresh
+    np.testing.assert_array_equal(first[0], again[0])
+    assert os.path.getsize(path) > 1000               # the program stored again
