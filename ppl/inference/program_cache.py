@@ -10,7 +10,7 @@ sampler makes anyway, :func:`ppl.inference.parallel.density_data_size`):
 * the log density's jaxpr as text and a digest of the constants it closes over (the model, its
   data layout and whatever the data fixed at binding: sufficient statistics, index structures);
 * the sampler's settings that shape the program (chains, devices, chunk rows, tree depth, mass
-  matrix, precision) and the argument shapes;
+  matrix, precision), the JAX settings that change lowering, and the argument shapes;
 * the source of ppl itself and the versions of JAX, jaxlib and BlackJAX (the NUTS code).
 
 A file that cannot be read, or whose program does not accept the arguments, is ignored (the
@@ -31,6 +31,8 @@ __all__ = ["chunk_key", "lower_chunk", "programs_dir", "COUNTS"]
 
 COUNTS = {"stored": 0, "read": 0}   # programs written and read back in this process
 _PPL_ROOT = Path(__file__).resolve().parent.parent
+# JAX settings that change a lowered program without changing the log density's jaxpr
+_JAX_SETTINGS = ("jax_enable_x64", "jax_default_matmul_precision", "jax_default_prng_impl", "jax_threefry_partitionable")
 SUFFIX = ".stablehlo"
 
 
@@ -70,6 +72,7 @@ def chunk_key(density_jaxpr, settings: tuple, args) -> str | None:
         h.update(str(density_jaxpr.jaxpr).encode())
         _digest_consts(h, density_jaxpr.consts)
         h.update(repr(settings).encode())
+        h.update(repr([getattr(jax.config, name, None) for name in _JAX_SETTINGS]).encode())
         h.update(str(jax.tree.structure(args)).encode())
         h.update(repr([(np.shape(a), str(getattr(a, "dtype", None))) for a in jax.tree.leaves(args)]).encode())
     except Exception:  # noqa: BLE001 - a key we cannot make is only a cache miss
