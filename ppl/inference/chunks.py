@@ -18,7 +18,7 @@ import jax
 from ppl.inference.adaptation import build_schedule, pad_schedule
 from ppl.inference.nuts import (ChunkRecorder, all_finite, as_data, chain_keys,  # noqa: F401
                                make_chunk_fn, run_chunked, signature)
-from ppl.inference.parallel import chain_devices, compile_chunk, place
+from ppl.inference.parallel import chain_devices, compile_chunk, density_data_size, place
 
 __all__ = ["ChunkedRun", "compiled_chunk", "drive", "as_data", "chain_keys", "all_finite",
            "compile_count", "clear_cache"]
@@ -55,7 +55,11 @@ def compiled_chunk(tag: str, build: Callable, logdensity_fn, data, carry, rows, 
     if key in _CACHE:
         return _CACHE[key], 0.0
     t0 = time.perf_counter()
-    compiled, _ = compile_chunk(make_chunk_fn(*build()), carry, rows, data, params, devices)
+    # XLA's options go by the data one log-density evaluation reads, as for NUTS (the carry's first
+    # field holds the chains' positions, (chains, dim))
+    position = carry[0].position
+    size = density_data_size(logdensity_fn, position.shape[1], position.dtype, data)
+    compiled, _ = compile_chunk(make_chunk_fn(*build()), carry, rows, data, params, devices, data_size=size)
     _CACHE[key] = compiled
     _COMPILES[0] += 1
     return compiled, time.perf_counter() - t0
