@@ -378,10 +378,8 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
     """The compiled chunk, its compile time (0 if cached) and what ``meanwhile()`` returned (called
     while XLA compiles, or at once if nothing is compiled)."""
     chains, dim = carry.hmc.position.shape
-    key = (
-        logdensity_fn,
-        gibbs_fn,
-        signature(data),
+    # what shapes the program besides the functions and the data layout (also the on-disk key's)
+    settings = (
         chains,
         dim,
         str(carry.hmc.position.dtype),
@@ -393,6 +391,7 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
         tuple(d.id for d in devices),
         bool(config.shard_data),
     )
+    key = (logdensity_fn, gibbs_fn, signature(data)) + settings
     if key in _CACHE:
         return _CACHE[key], 0.0, meanwhile() if meanwhile is not None else None
     t0 = time.perf_counter()
@@ -403,7 +402,7 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
     if gibbs_fn is None:
         closed = density_jaxpr(logdensity_fn, dim, carry.hmc.position.dtype, data)
         size = density_data_size(logdensity_fn, dim, carry.hmc.position.dtype, data, closed=closed)
-        cache_key = chunk_key(closed, ("nuts", key[3:], [str(d) for d in devices]), (carry, rows, data, target))
+        cache_key = chunk_key(closed, ("nuts", settings, [str(d) for d in devices]), (carry, rows, data, target))
     compiled, other = compile_chunk(chunk, carry, rows, data, target, devices, spmd=config.shard_data,
                                     data_size=size, meanwhile=meanwhile, cache_key=cache_key)
     seconds = time.perf_counter() - t0
