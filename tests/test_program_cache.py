@@ -1,13 +1,17 @@
 """The NUTS chunk kept on disk as a serialised program (ppl.inference.program_cache): a later fit
 with the same model, data layout and settings reads it instead of tracing, and gets the same
-draws; other data of the same shapes use the same program correctly; a damaged file is ignored."""
+draws; other data of the same shapes use the same program correctly; a damaged file is ignored;
+the HMC and MH chunks are kept the same way; a program export refuses is marked, a program that
+fails to trace raises its own error and marks nothing."""
 import os
+
+import jax
 
 import numpy as np
 import pytest
 
 import ppl
-from ppl.inference import nuts, program_cache
+from ppl.inference import chunks, nuts, program_cache
 
 MODEL = """
 data y: real[N]
@@ -29,8 +33,10 @@ def programs(tmp_path, monkeypatch):
     folder = tmp_path / "ppl-programs"
     monkeypatch.setattr(program_cache, "programs_dir", lambda: str(folder))
     nuts.clear_cache()
+    chunks.clear_cache()
     yield folder
     nuts.clear_cache()
+    chunks.clear_cache()
 
 
 def _fit(model, data):
@@ -79,3 +85,34 @@ def test_a_damaged_file_is_ignored_and_replaced(programs):
     assert program_cache.COUNTS["read"] == reads      # not read: traced afresh
     np.testing.assert_array_equal(first[0], again[0])
     assert os.path.getsize(path) > 1000               # the program stored again
+
+
+@pytest.mark.parametrize("algorithm", ["hmc", "mh"])
+def test_hmc_and_mh_chunks_are_stored_and_read_back(programs, algorithm):
+    model = ppl.compile(MODEL)
+    run = dict(RUN, algorithm=algorithm)
+    before = dict(program_cache.COUNTS)
+    first = np.asarray(model.sample(DATA_A, **run)["theta"])
+    assert program_cache.COUNTS["stored"] == before["stored"] + 1
+    assert len(list(programs.glob("*.stablehlo"))) == 1
+    chunks.clear_cache()
+    again = np.asarray(model.sample(DATA_A, **run)["theta"])
+    assert program_cache.COUNTS["read"] == before["read"] + 1
+    np.testing.assert_array_equal(first, again)
+
+
+def test_a_program_export_refuses_is_marked_and_a_failing_one_raises(programs):
+    x = np.ones(3)
+    # a host callback: jax.export refuses it, the plain lowering works
+    callback = jax.jit(lambda v: jax.pure_callback(np.sin, jax.ShapeDtypeStruct(v.shape, v.dtype), v))
+    lowered, hit = program_cache.lower_chunk(callback, (x,), "refused")
+    assert not hit and lowered.compile()(x).shape == (3,)
+    assert (programs / "refused.stablehlo.unsupported").exists()
+    assert not (programs / "refused.stablehlo").exists()
+
+    def broken(v):
+        raise ZeroDivisionError("a bug in the program")
+
+    with pytest.raises(ZeroDivisionError, match="a bug in the program"):
+        program_cache.lower_chunk(jax.jit(broken), (x,), "broken")
+    assert not (programs / "broken.stablehlo.unsupported").exists()

@@ -18,7 +18,8 @@ import jax
 from ppl.inference.adaptation import build_schedule, pad_schedule
 from ppl.inference.nuts import (ChunkRecorder, all_finite, as_data, chain_keys,  # noqa: F401
                                make_chunk_fn, run_chunked, signature)
-from ppl.inference.parallel import chain_devices, compile_chunk, density_data_size, place
+from ppl.inference.parallel import chain_devices, compile_chunk, density_data_size, density_jaxpr, place
+from ppl.inference.program_cache import chunk_key
 
 __all__ = ["ChunkedRun", "compiled_chunk", "drive", "as_data", "chain_keys", "all_finite",
            "compile_count", "clear_cache"]
@@ -48,8 +49,10 @@ def clear_cache() -> None:
 
 
 def compiled_chunk(tag: str, build: Callable, logdensity_fn, data, carry, rows, params, static: tuple,
-                   devices: list):
-    """The compiled ``chunk(carry, rows, data, params)`` program and its compile time (0 if cached)."""
+                   devices: list, draw_type: type | None = None):
+    """The compiled ``chunk(carry, rows, data, params)`` program and its compile time (0 if cached).
+    With ``draw_type`` (the NamedTuple of one iteration's output) the lowered program is also kept
+    on disk (:mod:`ppl.inference.program_cache`), as the NUTS chunk is."""
     key = (tag, logdensity_fn, signature(data), signature(carry), signature(rows), signature(params),
            static, jax.config.jax_enable_x64, tuple(d.id for d in devices))
     if key in _CACHE:
@@ -58,8 +61,14 @@ def compiled_chunk(tag: str, build: Callable, logdensity_fn, data, carry, rows, 
     # XLA's options go by the data one log-density evaluation reads, as for NUTS (the carry's first
     # field holds the chains' positions, (chains, dim))
     position = carry[0].position
-    size = density_data_size(logdensity_fn, position.shape[1], position.dtype, data)
-    compiled, _ = compile_chunk(make_chunk_fn(*build()), carry, rows, data, params, devices, data_size=size)
+    closed = density_jaxpr(logdensity_fn, position.shape[1], position.dtype, data)
+    size = density_data_size(logdensity_fn, position.shape[1], position.dtype, data, closed=closed)
+    cache_key = None
+    if draw_type is not None:
+        settings = (tag, static, jax.config.jax_enable_x64, [str(d) for d in devices])
+        cache_key = chunk_key(closed, settings, (carry, rows, data, params))
+    compiled, _ = compile_chunk(make_chunk_fn(*build()), carry, rows, data, params, devices, data_size=size,
+                                cache_key=cache_key, result_types=(draw_type,) if draw_type is not None else ())
     _CACHE[key] = compiled
     _COMPILES[0] += 1
     return compiled, time.perf_counter() - t0
@@ -67,12 +76,13 @@ def compiled_chunk(tag: str, build: Callable, logdensity_fn, data, carry, rows, 
 
 def drive(tag: str, build: Callable, logdensity_fn, data, carry, params, *, warmup: int, draws: int,
           chunk_size: int, thin: int = 1, static: tuple = (), callback: Callable | None = None,
-          schedule=None, devices: int | None = None) -> ChunkedRun:
+          schedule=None, devices: int | None = None, draw_type: type | None = None) -> ChunkedRun:
     """Warm up then sample with the kernel ``build`` gives; see the module docstring.
 
     ``schedule`` defaults to Stan's (:func:`build_schedule`).  The per-iteration output
     may have a ``divergent`` field; it is counted per phase
-    and reported through ``callback(Progress)`` after every chunk.
+    and reported through ``callback(Progress)`` after every chunk. ``draw_type``: that output's
+    NamedTuple class, which lets the lowered chunk be kept on disk (:func:`compiled_chunk`).
     """
     if thin < 1 or chunk_size < 1 or warmup < 0 or draws < 0:
         raise ValueError("thin and chunk_size must be >= 1, warmup and draws >= 0")
@@ -81,7 +91,7 @@ def drive(tag: str, build: Callable, logdensity_fn, data, carry, params, *, warm
     placed = chain_devices(jax.tree.leaves(carry)[0].shape[0], devices)
     carry, data = place(carry, data, placed)
     compiled, compile_s = compiled_chunk(tag, build, logdensity_fn, data, carry,
-                                         pad_schedule(schedule, 0, chunk_size), params, static, placed)
+                                         pad_schedule(schedule, 0, chunk_size), params, static, placed, draw_type)
     record = ChunkRecorder(warmup, draws, thin, callback)
     run = lambda c, rows: compiled(c, rows, data, params)  # noqa: E731
     carry, _, completed = run_chunked(run, carry, schedule, warmup + draws, chunk_size, record)

@@ -137,7 +137,8 @@ def sample_hmc(logdensity_fn: Callable, data, init_positions, key, config: HMCCo
     max_steps, dense = int(config.max_steps), bool(config.dense_mass)
     run = drive("hmc", lambda: make_hmc_step(logdensity_fn, max_steps, dense), logdensity_fn, data, carry,
                 params, warmup=int(config.warmup), draws=int(config.draws), chunk_size=int(config.chunk_size),
-                thin=int(config.thin), static=(max_steps, dense), callback=callback, devices=config.devices)
+                thin=int(config.thin), static=(max_steps, dense), callback=callback, devices=config.devices,
+                draw_type=HMCDraw)
     stats = {name: np.asarray(getattr(run.draws, f)) for name, f in _STATS.items()}
     stats["n_leapfrog__"] = stats["n_leapfrog__"].astype(np.int64)
     stats["divergent__"] = stats["divergent__"].astype(np.int64)

@@ -137,7 +137,8 @@ def sample_mh(logdensity_fn: Callable, data, init_positions, key, config: MHConf
     run = drive("mh", lambda: make_mh_step(logdensity_fn, dim, dense), logdensity_fn, data, carry,
                 np.asarray(config.target_accept, dtype), warmup=int(config.warmup), draws=int(config.draws),
                 chunk_size=int(config.chunk_size), thin=int(config.thin), static=(dense,), callback=callback,
-                schedule=mh_schedule(int(config.warmup), int(config.draws)), devices=config.devices)
+                schedule=mh_schedule(int(config.warmup), int(config.draws)), devices=config.devices,
+                draw_type=MHDraw)
     stats = {"lp__": run.draws.lp, "accept_stat__": run.draws.accept_stat, "stepsize__": run.draws.stepsize}
     return SamplerResult(positions=np.asarray(run.draws.position), stats={k: np.asarray(v) for k, v in stats.items()},
                          warmup_divergences=0, step_size=np.asarray(run.carry.adapt.step_size),

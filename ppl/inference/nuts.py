@@ -404,7 +404,8 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
         size = density_data_size(logdensity_fn, dim, carry.hmc.position.dtype, data, closed=closed)
         cache_key = chunk_key(closed, ("nuts", settings, [str(d) for d in devices]), (carry, rows, data, target))
     compiled, other = compile_chunk(chunk, carry, rows, data, target, devices, spmd=config.shard_data,
-                                    data_size=size, meanwhile=meanwhile, cache_key=cache_key)
+                                    data_size=size, meanwhile=meanwhile, cache_key=cache_key,
+                                    result_types=(NUTSDraw,))
     seconds = time.perf_counter() - t0
     _CACHE[key] = compiled
     _COMPILES[0] += 1

@@ -155,20 +155,22 @@ def distribute(carry, data, devices: list, shard_data: bool = False):
 
 
 def compile_chunk(one_chain: Callable, carry, rows, data, params, devices: list, spmd: bool = False,
-                  data_size: int | None = None, meanwhile: Callable | None = None, cache_key: str | None = None):
+                  data_size: int | None = None, meanwhile: Callable | None = None, cache_key: str | None = None,
+                  result_types: tuple = ()):
     """Compile ``one_chain`` for every chain of ``carry`` (leading axis) on ``devices``: a program
     per device (``jax.shard_map``), or with ``spmd`` one vectorised program that XLA's partitioner
     splits following the placement of ``carry`` and ``data`` (for data sharded by rows).
     ``data_size``: the numbers of data one log-density evaluation reads (:func:`density_data_size`;
     default: every number in ``data``), which chooses the XLA options (:func:`compiler_options`).
     ``cache_key`` (:func:`ppl.inference.program_cache.chunk_key`): the lowered program is kept on
-    disk under it, and read back instead of tracing when it is there.
+    disk under it, and read back instead of tracing when it is there; ``result_types``: the
+    NamedTuple classes of its results that are not in its arguments (the draws).
     Returns the compiled program and what ``meanwhile()``, called while XLA compiles, returned."""
     chains = jax.tree.leaves(carry)[0].shape[0]
     fn = over_chains(one_chain, chains, devices[:1] if spmd else devices)
     if data_size is None:
         data_size = sum(int(np.size(x)) for x in jax.tree.leaves(data))
-    lowered, _ = lower_chunk(jax.jit(fn), (carry, rows, data, params), None if spmd else cache_key)
+    lowered, _ = lower_chunk(jax.jit(fn), (carry, rows, data, params), None if spmd else cache_key, result_types)
     options = compiler_options(data_size, devices)
     if meanwhile is None:
         return lowered.compile(options), None

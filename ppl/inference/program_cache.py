@@ -13,8 +13,9 @@ sampler makes anyway, :func:`ppl.inference.parallel.density_data_size`):
   matrix, precision), the JAX settings that change lowering, and the argument shapes;
 * the source of ppl itself and the versions of JAX, jaxlib and BlackJAX (the NUTS code).
 
-A file that cannot be read, or whose program does not accept the arguments, is ignored (the
-chunk is traced as usual). ``PPL_CACHE=0`` turns this off with JAX's cache. The files are
+The HMC and random-walk MH chunks (:mod:`ppl.inference.chunks`) are kept the same way. A file
+that cannot be read, or whose program does not accept the arguments, is removed and the chunk
+traced as usual; a program that jax.export refuses is marked so that it is not traced twice. ``PPL_CACHE=0`` turns this off with JAX's cache. The files are
 JAX's own serialisation format (flatbuffers), never pickle.
 """
 from __future__ import annotations
@@ -80,24 +81,31 @@ def chunk_key(density_jaxpr, settings: tuple, args) -> str | None:
     return h.hexdigest()[:40]
 
 
-@lru_cache(maxsize=1)
-def _register_state_types() -> bool:
-    """jax.export serialises the argument and result trees by name: register the NamedTuples of
-    the NUTS chunk's state (once per process)."""
-    from blackjax.adaptation.mass_matrix import MassMatrixAdaptationState, WelfordAlgorithmState
-    from blackjax.adaptation.step_size import DualAveragingAdaptationState
-    from blackjax.mcmc.hmc import HMCState
+_REGISTERED: set = set()
 
-    from .adaptation import AdaptationState, Schedule
-    from .nuts import NUTSChainState, NUTSDraw
 
-    for cls in (HMCState, MassMatrixAdaptationState, WelfordAlgorithmState, DualAveragingAdaptationState,
-                Schedule, AdaptationState, NUTSChainState, NUTSDraw):
+def _named_tuples(tree, found: set) -> set:
+    """The NamedTuple classes in ``tree`` (nested tuples, lists and dicts of arrays)."""
+    if isinstance(tree, tuple) and hasattr(type(tree), "_fields"):
+        found.add(type(tree))
+    if isinstance(tree, (tuple, list)):
+        for child in tree:
+            _named_tuples(child, found)
+    elif isinstance(tree, dict):
+        for child in tree.values():
+            _named_tuples(child, found)
+    return found
+
+
+def _register_types(args, result_types: tuple) -> None:
+    """jax.export serialises the argument and result trees by the names of their nodes: register
+    the NamedTuples of the chunk's state (found in ``args``) and of its draws (``result_types``)."""
+    for cls in _named_tuples(args, set(result_types)) - _REGISTERED:
         try:
-            jax.export.register_namedtuple_serialization(cls, serialized_name=f"{cls.__module__}.{cls.__name__}")
-        except ValueError:   # already registered (e.g. by another copy of this function)
+            jax.export.register_namedtuple_serialization(cls, serialized_name=f"{cls.__module__}.{cls.__qualname__}")
+        except ValueError:   # already registered (e.g. by another copy of this module)
             pass
-    return True
+        _REGISTERED.add(cls)
 
 
 def _read(path: str):
@@ -107,11 +115,15 @@ def _read(path: str):
     except FileNotFoundError:
         return None
     except Exception:  # noqa: BLE001 - a damaged or foreign file: drop it, trace afresh
-        try:
-            os.remove(path)
-        except OSError:
-            pass
+        _remove(path)
         return None
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def _write(path: str, exported) -> bool:
@@ -127,28 +139,36 @@ def _write(path: str, exported) -> bool:
         return False
 
 
-def lower_chunk(jitted, args, key: str | None):
+def lower_chunk(jitted, args, key: str | None, result_types: tuple = ()):
     """``jitted.lower(*args)`` by way of the stored program for ``key`` (stored now if there is
-    none): on a hit nothing is traced. Returns ``(lowered, hit)``; without a key, or if the
-    export route fails anywhere, the plain lowering and ``hit=False``."""
+    none): on a hit nothing is traced. ``result_types``: the NamedTuple classes of the results
+    that are not in ``args`` (the chunk's draws). Returns ``(lowered, hit)``; without a key, or
+    if the export route fails, the plain lowering and ``hit=False``."""
     if key is None:
         return jitted.lower(*args), False
     path = os.path.join(programs_dir(), key + SUFFIX)
     if os.path.exists(path + ".unsupported"):
         return jitted.lower(*args), False
     try:
-        _register_state_types()
+        _register_types(args, result_types)
         exported = _read(path)
-        hit = exported is not None
-        if not hit:
-            exported = jax.export.export(jitted)(*args)
-            COUNTS["stored"] += _write(path, exported)
-        lowered = jax.jit(exported.call).lower(*args)
-        COUNTS["read"] += hit
-        return lowered, hit
+        if exported is not None:
+            try:
+                lowered = jax.jit(exported.call).lower(*args)
+                COUNTS["read"] += 1
+                return lowered, True
+            except Exception:  # noqa: BLE001 - a stored program that does not take these arguments
+                _remove(path)
+        exported = jax.export.export(jitted)(*args)
+        if not _write(path, exported):
+            raise ValueError("program not serialisable")
+        COUNTS["stored"] += 1
+        return jax.jit(exported.call).lower(*args), False
     except Exception:  # noqa: BLE001 - e.g. flatbuffers missing, a custom call export refuses
+        # a genuine error in the program raises here, before anything is remembered
+        lowered = jitted.lower(*args)
         _mark_unsupported(path)
-        return jitted.lower(*args), False
+        return lowered, False
 
 
 def _mark_unsupported(path: str) -> None:
