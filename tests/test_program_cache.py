@@ -6,7 +6,6 @@ fails to trace raises its own error and marks nothing."""
 import os
 
 import jax
-
 import numpy as np
 import pytest
 

@@ -65,8 +65,7 @@ def compiled_chunk(tag: str, build: Callable, logdensity_fn, data, carry, rows, 
     size = density_data_size(logdensity_fn, position.shape[1], position.dtype, data, closed=closed)
     cache_key = None
     if draw_type is not None:
-        settings = (tag, static, jax.config.jax_enable_x64, [str(d) for d in devices])
-        cache_key = chunk_key(closed, settings, (carry, rows, data, params))
+        cache_key = chunk_key(closed, (tag, static), (carry, rows, data, params), devices)
     compiled, _ = compile_chunk(make_chunk_fn(*build()), carry, rows, data, params, devices, data_size=size,
                                 cache_key=cache_key, result_types=(draw_type,) if draw_type is not None else ())
     _CACHE[key] = compiled

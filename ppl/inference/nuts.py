@@ -402,7 +402,7 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
     if gibbs_fn is None:
         closed = density_jaxpr(logdensity_fn, dim, carry.hmc.position.dtype, data)
         size = density_data_size(logdensity_fn, dim, carry.hmc.position.dtype, data, closed=closed)
-        cache_key = chunk_key(closed, ("nuts", settings, [str(d) for d in devices]), (carry, rows, data, target))
+        cache_key = chunk_key(closed, ("nuts", settings), (carry, rows, data, target), devices)
     compiled, other = compile_chunk(chunk, carry, rows, data, target, devices, spmd=config.shard_data,
                                     data_size=size, meanwhile=meanwhile, cache_key=cache_key,
                                     result_types=(NUTSDraw,))

@@ -15,8 +15,9 @@ sampler makes anyway, :func:`ppl.inference.parallel.density_data_size`):
 
 The HMC and random-walk MH chunks (:mod:`ppl.inference.chunks`) are kept the same way. A file
 that cannot be read, or whose program does not accept the arguments, is removed and the chunk
-traced as usual; a program that jax.export refuses is marked so that it is not traced twice. ``PPL_CACHE=0`` turns this off with JAX's cache. The files are
-JAX's own serialisation format (flatbuffers), never pickle.
+traced as usual; a program that jax.export refuses is marked so that it is not traced twice.
+``PPL_CACHE=0`` turns this off with JAX's cache. The files are JAX's own serialisation format
+(flatbuffers), never pickle.
 """
 from __future__ import annotations
 
@@ -62,10 +63,10 @@ def _digest_consts(h, consts) -> None:
         h.update(np.ascontiguousarray(a).tobytes())
 
 
-def chunk_key(density_jaxpr, settings: tuple, args) -> str | None:
+def chunk_key(density_jaxpr, settings: tuple, args, devices: list) -> str | None:
     """The file name for a chunk: ``density_jaxpr`` the log density's closed jaxpr, ``settings``
-    what else shapes the program, ``args`` the chunk's arguments (their shapes and dtypes count).
-    None when caching is off or the jaxpr's constants cannot be read."""
+    what else shapes the program, ``args`` the chunk's arguments (their shapes and dtypes count),
+    ``devices`` where it runs. None when caching is off or the jaxpr's constants cannot be read."""
     if programs_dir() is None:
         return None
     try:
@@ -73,6 +74,7 @@ def chunk_key(density_jaxpr, settings: tuple, args) -> str | None:
         h.update(str(density_jaxpr.jaxpr).encode())
         _digest_consts(h, density_jaxpr.consts)
         h.update(repr(settings).encode())
+        h.update(repr([str(d) for d in devices]).encode())
         h.update(repr([getattr(jax.config, name, None) for name in _JAX_SETTINGS]).encode())
         h.update(str(jax.tree.structure(args)).encode())
         h.update(repr([(np.shape(a), str(getattr(a, "dtype", None))) for a in jax.tree.leaves(args)]).encode())
@@ -126,16 +128,15 @@ def _remove(path: str) -> None:
         pass
 
 
-def _write(path: str, exported) -> bool:
+def _write(path: str, blob: bytes) -> bool:
     try:
-        blob = exported.serialize()
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "wb") as fh:
             fh.write(blob)
         os.replace(tmp, path)
         return True
-    except Exception:  # noqa: BLE001 - a program we cannot store is only a miss next time
+    except OSError:   # a folder we cannot write to: only a miss next time
         return False
 
 
@@ -160,9 +161,12 @@ def lower_chunk(jitted, args, key: str | None, result_types: tuple = ()):
             except Exception:  # noqa: BLE001 - a stored program that does not take these arguments
                 _remove(path)
         exported = jax.export.export(jitted)(*args)
-        if not _write(path, exported):
-            raise ValueError("program not serialisable")
-        COUNTS["stored"] += 1
+        try:
+            blob = exported.serialize()
+        except Exception:  # noqa: BLE001 - e.g. a state type it cannot name: not exported again
+            _mark_unsupported(path)
+        else:
+            COUNTS["stored"] += _write(path, blob)
         return jax.jit(exported.call).lower(*args), False
     except Exception:  # noqa: BLE001 - e.g. flatbuffers missing, a custom call export refuses
         # a genuine error in the program raises here, before anything is remembered
