@@ -115,3 +115,25 @@ def median(values):
     if not vals:
         return None
     return float(np.median(vals))
+
+
+# configuration name -> (worker spec fields, label)
+CONFIGS = {
+    "ppl": ({"system": "ppl"}, "ppl (default: a chain per host device)"),
+    "ppl-vec": ({"system": "ppl"}, "ppl, chains vmapped on one device (PPL_HOST_DEVICES=1)"),
+    "ppl-fisher": ({"system": "ppl", "mass_matrix": "fisher"}, "ppl, mass_matrix=\"fisher\" (nutpie's diagonal)"),
+    # ppl without the sufficient-statistics rewrite of Gaussian linear likelihoods (ppl.suffstats)
+    "ppl-rows": ({"system": "ppl"}, "ppl, Gaussian likelihoods row by row (PPL_SUFFSTATS=0)"),
+    "numpyro-vec": ({"system": "numpyro", "chain_method": "vectorized"}, "NumPyro vectorized"),
+    "numpyro-seq": ({"system": "numpyro", "chain_method": "sequential"}, "NumPyro sequential"),
+    "numpyro-par": ({"system": "numpyro", "chain_method": "parallel"}, "NumPyro parallel"),
+    "blackjax": ({"system": "blackjax"}, "hand-written JAX + BlackJAX"),
+    # The peers again with the XLA setting ppl makes at import (ppl.inference.parallel.SMALL_LOOP_BYTES):
+    # how much of ppl's lead on small models is that one flag, which any JAX user could set.
+    "numpyro-par-xla": ({"system": "numpyro", "chain_method": "parallel"}, "NumPyro parallel + ppl's XLA loop setting"),
+    "blackjax-xla": ({"system": "blackjax"}, "hand-written JAX + BlackJAX + ppl's XLA loop setting"),
+    "stan": ({"system": "stan"}, "PyStan"),
+}
+DEFAULT_CONFIGS = [c for c in CONFIGS if not c.endswith("-xla") and c != "ppl-rows"]
+LOGP_CONFIGS = {"ppl", "ppl-rows", "numpyro-vec", "blackjax"}  # the log density is the same for every NumPyro method
+SCALING_CONFIGS = ["ppl", "numpyro-vec", "blackjax"]
