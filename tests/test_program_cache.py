@@ -2,7 +2,7 @@
 with the same model, data layout and settings reads it instead of tracing, and gets the same
 draws; other data of the same shapes use the same program correctly; a damaged file is ignored;
 the HMC and MH chunks are kept the same way; a program export refuses is marked, a program that
-fails to trace raises its own error and marks nothing."""
+fails to trace raises its own error and marks nothing; a write that fails leaves nothing behind."""
 import os
 
 import jax
@@ -115,3 +115,16 @@ def test_a_program_export_refuses_is_marked_and_a_failing_one_raises(programs):
     with pytest.raises(ZeroDivisionError, match="a bug in the program"):
         program_cache.lower_chunk(jax.jit(broken), (x,), "broken")
     assert not (programs / "broken.stablehlo.unsupported").exists()
+
+
+def test_a_write_that_fails_leaves_neither_the_file_nor_its_temporary(tmp_path, monkeypatch):
+    path = str(tmp_path / "programs" / "k.jaxexport")
+    assert program_cache._write(path, b"abc") and open(path, "rb").read() == b"abc"
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    assert not program_cache._write(path, b"new")
+    assert open(path, "rb").read() == b"abc"   # the old program stays whole
+    assert sorted(os.listdir(tmp_path / "programs")) == ["k.jaxexport"]

@@ -129,14 +129,17 @@ def _remove(path: str) -> None:
 
 
 def _write(path: str, blob: bytes) -> bool:
+    """Store ``blob`` at ``path`` whole or not at all (written beside it, then renamed: a
+    process reading meanwhile sees the old file or the new one)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "wb") as fh:
             fh.write(blob)
         os.replace(tmp, path)
         return True
-    except OSError:   # a folder we cannot write to: only a miss next time
+    except OSError:   # a folder we cannot write to, a full disk: only a miss next time
+        _remove(tmp)
         return False
 
 
