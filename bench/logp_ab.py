@@ -39,9 +39,6 @@ def _batch_seconds(call, n):
     return (time.perf_counter() - t) / n
 
 
-LOOP_EVALUATIONS = 1000
-
-
 def _compiled_calls(f, dim):
     """The jitted value_and_grad of f three ways: closed over its data, with the data as
     arguments, and inside one compiled loop of LOOP_EVALUATIONS evaluations (data as arguments,
@@ -50,22 +47,13 @@ def _compiled_calls(f, dim):
     import jax
     import jax.numpy as jnp
 
-    from worker import with_data_as_arguments
+    from worker import LOOP_EVALUATIONS, in_a_loop, with_data_as_arguments
 
     u = jnp.asarray(np.random.default_rng(123).normal(0.0, 0.5, dim), dtype=jnp.zeros(()).dtype)
     closed = jax.jit(jax.value_and_grad(f))
     g, consts = with_data_as_arguments(f, u)
-    vg = jax.value_and_grad(g)
-    as_args = jax.jit(vg)
-
-    @jax.jit
-    def loop(u, consts):
-        def body(_, carry):
-            u, total = carry
-            value, grad = vg(u, consts)
-            return u + 1e-6 * grad, total + value
-        return jax.lax.fori_loop(0, LOOP_EVALUATIONS, body, (u, jnp.zeros((), u.dtype)))
-
+    as_args = jax.jit(jax.value_and_grad(g))
+    loop = in_a_loop(g)
     calls = {"closed over": (lambda: closed(u), 1), "data as args": (lambda: as_args(u, consts), 1),
              "in a compiled loop": (lambda: loop(u, consts), LOOP_EVALUATIONS)}
     for call, evaluations in calls.values():

@@ -43,10 +43,10 @@ MAIN_COLS = [("compile_s", "compile s", "s"), ("ttfd_cold_s", "first draw, cold 
              ("ttfd_cached_s", "first draw, cached s", "s"), ("run_s", "warm-up+sampling s", "s"),
              ("ess_min", "min bulk ESS", "int"), ("ess_per_s", "ESS/s", "s"), ("ess_per_grad", "ESS/grad", "s"),
              ("divergences", "div", "int"), ("rhat_max", "max R-hat", "rhat"), ("logp_us", "logp+grad µs", "s"),
-             ("logp_args_us", "logp+grad µs, data as args", "s")]
+             ("logp_args_us", "logp+grad µs, data as args", "s"), ("logp_loop_us", "logp+grad µs, in a loop", "s")]
 RATIO_COLS = [("compile_s", "compile"), ("ttfd_cold_s", "first draw cold"), ("ttfd_cached_s", "first draw cached"),
               ("run_s", "warm-up+sampling"), ("ess_per_s", "ESS/s"), ("ess_per_grad", "ESS/grad"),
-              ("logp_us", "logp+grad"), ("logp_args_us", "logp+grad, data as args")]
+              ("logp_us", "logp+grad"), ("logp_args_us", "logp+grad, data as args"), ("logp_loop_us", "logp+grad, in a loop")]
 
 
 def main_table(summary: dict, models: list, configs: list, args) -> list:

@@ -56,7 +56,7 @@ MARK = "@@BENCH@@ "
 
 
 METRICS = ["compile_s", "ttfd_cold_s", "ttfd_cached_s", "run_s", "ess_min", "ess_per_s", "ess_per_grad",
-           "divergences", "rhat_max", "logp_us", "logp_args_us", "n_leapfrog"]
+           "divergences", "rhat_max", "logp_us", "logp_args_us", "logp_loop_us", "n_leapfrog"]
 
 
 # ----------------------------------------------------------------------------- processes
@@ -194,6 +194,8 @@ def measure(name: str, model: str, data_spec: dict, args, seed: int, log, *, ttf
             rec["logp_us"] = lp["logp_grad_us"]
         if "logp_grad_args_us" in lp:
             rec["logp_args_us"] = lp["logp_grad_args_us"]
+        if "logp_grad_loop_us" in lp:
+            rec["logp_loop_us"] = lp["logp_grad_loop_us"]
         if lp.get("check"):
             rec["logp_check"] = lp["check"]
         if lp.get("unsupported"):
