@@ -5,12 +5,13 @@
 
 The harness (run.py) times each system's logp+grad in its own fresh process, and between
 processes the same program's time moves by 10-40 % on this machine (the same function was
-measured 10.4 and 14.5 µs in two repeats of one run). Here the two functions live in one process
-and are timed in alternating batches (the order flips every round), so whatever slows the machine
-or the process slows both: the figure is the median over rounds of each round's ratio, with the
-spread of those ratios beside it. Both ways the harness measures are timed: the data closed over
-(XLA folds them into the program as constants) and the data as arguments (as a sampler's loop
-receives them). NumPyro's density is timed too where it builds.
+measured 10.4 and 14.5 µs in two repeats of one run). Here ppl's, the hand-written and (where it
+builds) NumPyro's functions live in one process and are timed in alternating batches (the order
+flips every round), so whatever slows the machine or the process slows all of them: the figures
+are the ratio of the fastest batches and the median over rounds of each round's ratio, with the
+spread of those ratios beside it. The three ways the harness measures are timed: the data closed
+over (XLA folds them into the program as constants), the data as arguments, and 1,000
+evaluations inside one compiled loop (as a sampler's transition runs the log density).
 """
 from __future__ import annotations
 
@@ -26,17 +27,8 @@ sys.path.insert(0, str(HERE))
 import numpy as np  # noqa: E402
 
 from common import MODELS, load_data  # noqa: E402
-
-
-def _batch_seconds(call, n):
-    """Seconds per call for n calls dispatched back to back, one wait at the end."""
-    import jax
-
-    t = time.perf_counter()
-    for _ in range(n):
-        out = call()
-    jax.block_until_ready(out)
-    return (time.perf_counter() - t) / n
+from worker import (LOOP_EVALUATIONS, SYSTEMS, _pipelined_seconds, in_a_loop,  # noqa: E402
+                    with_data_as_arguments)
 
 
 def _compiled_calls(f, dim):
@@ -46,8 +38,6 @@ def _compiled_calls(f, dim):
     sampler's transition runs it. Each way: (call, evaluations per call)."""
     import jax
     import jax.numpy as jnp
-
-    from worker import LOOP_EVALUATIONS, in_a_loop, with_data_as_arguments
 
     u = jnp.asarray(np.random.default_rng(123).normal(0.0, 0.5, dim), dtype=jnp.zeros(()).dtype)
     closed = jax.jit(jax.value_and_grad(f))
@@ -64,15 +54,13 @@ def _compiled_calls(f, dim):
 
 def _calls_per_batch(call, min_s=0.1):
     n = 1
-    while _batch_seconds(call, n) * n < min_s and n < 1 << 18:
+    while _pipelined_seconds(call, n, 1)[0] * n < min_s and n < 1 << 18:
         n *= 2
     return n
 
 
 def measure(model, rounds):
     import jax
-
-    from worker import SYSTEMS
 
     spec = {"model": model, "system": "ppl", "warmup": 1000, "draws_full": 1000}
     data = load_data({"set": MODELS[model]["data"]})
@@ -94,7 +82,7 @@ def measure(model, rounds):
         for r in range(rounds):
             for name in (order if r % 2 == 0 else order[::-1]):
                 call, evaluations = calls[name][way]
-                per_call[name].append(_batch_seconds(call, n) / evaluations)
+                per_call[name].append(_pipelined_seconds(call, n, 1)[0] / evaluations)
         us = {name: np.asarray(v) * 1e6 for name, v in per_call.items()}
         row = {"calls_per_batch": n, "median_us": {k: float(np.median(v)) for k, v in us.items()},
                "min_us": {k: float(np.min(v)) for k, v in us.items()}}
