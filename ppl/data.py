@@ -10,6 +10,22 @@ import numpy as np
 from .errors import DataError, Span
 
 
+MAX_JSON_DEPTH = 65
+"""The object holding the data, then at most numpy's 64 dimensions of nested lists."""
+
+
+def _depth_exceeds(obj, limit: int) -> bool:
+    """Whether lists and objects nest more than ``limit`` levels deep (a walk without recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (list, dict)):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return False
+
+
 def load_data(path: str) -> dict:
     """Read a data file into a dict of numbers / numpy arrays; DataError on bad input."""
     if not os.path.exists(path):
@@ -48,6 +64,8 @@ def load_data(path: str) -> dict:
             text[err.pos:err.pos + 1] in ("]", "}") else None
         raise DataError(f"invalid JSON: {err.msg}", Span(err.lineno, err.colno), file=path, source=text,
                         hint=hint) from None
+    if _depth_exceeds(obj, MAX_JSON_DEPTH):     # Python 3.13's parser no longer raises RecursionError
+        raise DataError("the JSON is nested too deeply", Span(1, 1), file=path, source=text)
     if not isinstance(obj, dict):
         raise DataError("the data must be a JSON object mapping names to values", Span(1, 1), file=path,
                         source=text)

@@ -63,7 +63,7 @@ print(json.dumps({"bind": bound, "sample": names[start + len(bound):]}))
 
 
 def test_binding_compiles_nothing_and_a_fit_only_its_programs():
-    env = dict(os.environ, PPL_CACHE="0", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PPL_CACHE="0", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])

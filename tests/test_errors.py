@@ -168,3 +168,23 @@ def test_real_process_exit_status_and_debug_traceback(tmp_path):
     assert "Traceback" not in res.stderr
     res = subprocess.run(cmd + ["--debug"], capture_output=True, text=True)
     assert "Traceback" in res.stderr
+
+
+def test_json_nested_deeper_than_an_array_can_be_is_refused(tmp_path):
+    # Python 3.11 and 3.12 raise RecursionError on very deep JSON (tests/bad/json_too_deep); 3.13
+    # parses it, so the depth is also checked on the parsed value: the same error either way.
+    import ppl
+    import ppl.data
+
+    def nested(levels):
+        value = 1.0
+        for _ in range(levels):
+            value = [value]
+        return value
+
+    ok, too_deep = tmp_path / "ok.json", tmp_path / "deep.json"
+    ok.write_text(json.dumps({"y": nested(64)}))          # numpy's most dimensions
+    too_deep.write_text(json.dumps({"y": nested(65)}))
+    assert ppl.load_data(str(ok))["y"] == nested(64)
+    with pytest.raises(ppl.DataError, match="nested too deeply"):
+        ppl.load_data(str(too_deep))

@@ -76,7 +76,7 @@ def test_small_loops_compile_as_one_function():
 
 def test_users_xla_backend_options_are_left_alone():
     mine = "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1024"
-    env = dict(os.environ, XLA_FLAGS=mine, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, XLA_FLAGS=mine, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run([sys.executable, "-c", "import os, ppl; print(os.environ['XLA_FLAGS'])"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -23,8 +23,9 @@ E = np.concatenate([[0.0, 1e-300, 1e-20, 1e-16, np.sqrt(2) - 1, np.nextafter(np.
 MODES = {"jit": jax.jit, "eager": lambda f: f}
 
 
-def test_the_polynomials_are_used_for_float64_on_cpu():
-    assert polynomial_path(jnp.zeros(3))
+def test_the_polynomials_are_used_for_float64_on_cpu_only():
+    # (an accelerator's own log1p is vectorised: there the polynomial is not used)
+    assert polynomial_path(jnp.zeros(3)) == (jax.default_backend() == "cpu")
     assert not polynomial_path(jnp.zeros(3, jnp.float32))
 
 
