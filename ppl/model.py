@@ -14,7 +14,7 @@ from .checks import check_graph
 from .config import enable_compile_cache
 from .errors import ModelError
 from .graph import Graph, build_graph
-from .inference.parallel import DeferredInit
+from .inference.parallel import DeferredInit, StartingPoints
 from .inference.rng import raw_keys, stream
 from .lower import Lowered
 from .modules import collect_functions
@@ -121,7 +121,7 @@ class Model:
         programs = {}
 
         def find():
-            init = self._initial_points(lw, arrays, stream(seed, 1), chains)[0]
+            init = self._initial_points(lw, arrays, stream(seed, 1), chains, values=algorithm == "nuts")[0]
             if draws:
                 programs[chains * draws] = self._generate_program(lw, arrays, chains * draws)
             return init
@@ -216,11 +216,12 @@ class Model:
                          timings={"compile_s": t2 - t0, "sampling_s": t3 - t2, "total_s": t3 - t0},
                          meta={"dims": self._dims(lw), "roles": dict(lw.binding.roles), "trace_s": t1 - t0})
 
-    def _initial_points(self, lw, arrays, seq, chains, tries: int = 100, best_of: int = 4):
+    def _initial_points(self, lw, arrays, seq, chains, tries: int = 100, best_of: int = 4, values: bool = False):
         """Stan's initialisation: uniform(-2, 2) on the unconstrained space, retried until finite;
         each chain starts at the most probable of its first ``best_of`` finite points, which keeps
         chains out of regions where the density is finite but astronomically small (an explosive
-        recurrence, say) without pulling them all to one mode."""
+        recurrence, say) without pulling them all to one mode. ``values``: the points come as
+        ``StartingPoints``, with the log density and gradient computed there (NUTS starts from them)."""
         t0 = time.perf_counter()
         check = self._compiled_fn(lw, "init", lambda: jax.jit(jax.vmap(
             jax.value_and_grad(lw.log_density), in_axes=(0, None))))
@@ -232,13 +233,15 @@ class Model:
         ok = (np.isfinite(lp) & np.all(np.isfinite(grad), axis=-1)).reshape(tries, chains)
         if not ok.any():
             raise self._init_failure(lw, arrays, cand[0, 0])
-        good = cand[ok]
         lp = np.asarray(lp).reshape(tries, chains)
-        out = np.empty((chains, lw.dim))
+        grad = np.asarray(grad).reshape(tries, chains, lw.dim)
+        out, out_lp, out_grad = np.empty((chains, lw.dim)), np.empty(chains), np.empty((chains, lw.dim))
+        good_at = np.argwhere(ok)
         for c in range(chains):
             rows = np.nonzero(ok[:, c])[0][:best_of]
-            out[c] = cand[rows[np.argmax(lp[rows, c])], c] if rows.size else good[c % len(good)]
-        return out, t1 - t0
+            t, k = (rows[np.argmax(lp[rows, c])], c) if rows.size else tuple(good_at[c % len(good_at)])
+            out[c], out_lp[c], out_grad[c] = cand[t, k], lp[t, k], grad[t, k]
+        return (StartingPoints(out, out_lp, out_grad) if values else out), t1 - t0
 
     def _init_failure(self, lw, arrays, u) -> ModelError:
         terms = lw.log_density_terms(jnp.asarray(u), arrays)

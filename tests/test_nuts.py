@@ -253,3 +253,107 @@ def test_stan_default_windows():
     ends = np.flatnonzero(end) + 1
     np.testing.assert_array_equal(ends, [100, 150, 250, 450, 950])
     assert slow[75:950].all() and not slow[:75].any() and not slow[950:].any()
+
+
+# ------------------------------------------------------------------ one call site of the density
+def test_kernel_at_full_depth_is_blackjax_nuts():
+    from blackjax.mcmc import hmc
+    from blackjax.mcmc import nuts as bj_nuts
+
+    from ppl.inference.nuts_kernel import build_kernel
+
+    data = gauss_data(np.diag([1.0, 4.0, 0.25]))
+    ld = lambda x: gauss_ld(x, data)  # noqa: E731
+    state = hmc.init(jnp.array([0.3, -1.0, 0.2]), ld)
+    imm = jnp.array([1.0, 2.0, 0.5])
+    key = jax.random.PRNGKey(5)
+    theirs = jax.jit(lambda k, e: bj_nuts.build_kernel()(k, state, ld, e, imm, 10))(key, 0.6)
+    ours = jax.jit(lambda k, e, d: build_kernel(10)(k, state, ld, e, imm, d))(key, 0.6, 10)
+    for a, b in zip(jax.tree.leaves(theirs), jax.tree.leaves(ours)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_tree_of_depth_one_is_the_step_size_heuristic_s_leapfrog_step():
+    from blackjax.mcmc import hmc
+
+    from ppl.inference.nuts_kernel import build_kernel
+
+    data = gauss_data(np.diag([1.0, 4.0, 0.25]))
+    ld = lambda x: gauss_ld(x, data)  # noqa: E731
+    state = hmc.init(jnp.array([0.3, -1.0, 0.2]), ld)
+    step = jax.jit(lambda k, e: build_kernel(10)(k, state, ld, e, jnp.ones(3), 1))
+    seen = []
+    for i, eps in enumerate([0.05, 0.5, 1.2, 2.5]):
+        new, info = step(jax.random.PRNGKey(i), eps)
+        assert int(info.num_integration_steps) == 1 and int(info.num_trajectory_expansions) == 1
+        # the one new state is the end of the trajectory that is not the start
+        ends = (info.trajectory_leftmost_state, info.trajectory_rightmost_state)
+        end = next(e for e in ends if not np.array_equal(np.asarray(e.position), np.asarray(state.position)))
+        h0 = -state.logdensity + 0.5 * jnp.sum(info.momentum ** 2)
+        h1 = -end.logdensity + 0.5 * jnp.sum(end.momentum ** 2)
+        expected = min(1.0, float(jnp.exp(h0 - h1)))
+        np.testing.assert_allclose(float(info.acceptance_rate), expected, rtol=1e-12)
+        seen.append(expected)
+    assert min(seen) < 0.8 < max(seen)   # the step sizes straddle the heuristic's threshold
+
+
+def _calls_of(name, jaxpr):
+    """The equations of ``jaxpr`` (nested ones included) that call the jitted function ``name``."""
+    from jax.extend.core import ClosedJaxpr, Jaxpr
+
+    found = 0
+    for eqn in jaxpr.eqns:
+        found += eqn.primitive.name in ("pjit", "jit") and eqn.params.get("name") == name
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                if isinstance(sub, (ClosedJaxpr, Jaxpr)):
+                    found += _calls_of(name, sub.jaxpr if isinstance(sub, ClosedJaxpr) else sub)
+    return found
+
+
+def test_the_chunk_evaluates_the_density_at_one_site():
+    # Each place the chunk evaluates the log density and its gradient is a copy of them in the
+    # compiled program (two calls of the jitted density: the forward pass and its transpose).
+    # The step-size search and the transitions share one (until 2026-12 there were three: the
+    # chunk's start, the heuristic's leapfrog step and the NUTS kernel).
+    from blackjax.mcmc import hmc
+
+    from ppl.inference.adaptation import init_adaptation_state, pad_schedule
+    from ppl.inference.nuts_step import NUTSChainState, make_nuts_chunk
+
+    @jax.jit
+    def log_density(x, data):
+        return gauss_ld(x, data)
+
+    for dense in (False, True):
+        chunk = make_nuts_chunk(log_density, 10, dense)
+        state = NUTSChainState(hmc.HMCState(jnp.zeros(2), jnp.zeros(()), jnp.zeros(2)),
+                               jax.tree.map(lambda a: a[0], init_adaptation_state(1, 2, 1.0, dense, np.float64)),
+                               jnp.zeros(2, jnp.uint32))
+        rows = pad_schedule(build_schedule(20, 10), 0, 32)
+        program = jax.make_jaxpr(chunk)(state, rows, gauss_data(np.eye(2)), 0.8)
+        assert _calls_of("log_density", program.jaxpr) == 2, dense
+
+
+@pytest.mark.parametrize("start", [1e-3, 1e3])
+def test_a_restarting_row_searches_the_step_size_first(start):
+    # Stan's heuristic from far too small (doubling) and far too large (halving): on a standard
+    # normal one leapfrog step's acceptance crosses 0.8 at a step size of order 1, and the row's
+    # transition then runs at the step size found; a row that does not restart keeps its own.
+    from blackjax.mcmc import hmc
+
+    from ppl.inference.adaptation import Schedule, init_adaptation_state
+    from ppl.inference.nuts_step import NUTSChainState, make_nuts_chunk
+
+    data = gauss_data(np.eye(1))
+    chunk = jax.jit(make_nuts_chunk(gauss_ld, 10, False))
+    x0 = jnp.array([0.5])
+    state = NUTSChainState(hmc.init(x0, lambda x: gauss_ld(x, data)),
+                           jax.tree.map(lambda a: a[0], init_adaptation_state(1, 1, start, False, np.float64)),
+                           jnp.array([0, 7], jnp.uint32))
+    on, off = np.array([True, False]), np.array([False, False])
+    rows = Schedule(active=np.array([True, True]), adapt=off, reinit=on, slow=off, window_end=off, warmup_end=off)
+    _, draws = chunk(state, rows, data, 0.8)
+    found = float(draws.stepsize[0])
+    assert 0.05 < found < 8.0, found
+    assert float(draws.stepsize[1]) == found and int(draws.n_leapfrog[0]) >= 1

@@ -18,7 +18,10 @@ fast buffer 75, doubling slow windows from 25, terminal fast buffer 50, shrunk t
 under 20 warm-up iterations.  The step-size restart
 uses Stan's ``init_stepsize`` heuristic (one leapfrog step, doubling/halving until the
 acceptance of that single step crosses 0.8) at the first warm-up iteration and after
-every slow window.
+every slow window: :func:`find_reasonable_step_size` for static HMC and NUTS within Gibbs, and
+for NUTS the same search run through the chunk's one call of its kernel
+(:mod:`ppl.inference.nuts_step`), which then restarts dual averaging with
+:func:`restart_dual_averaging`.
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ __all__ = [
     "pad_schedule",
     "init_adaptation_state",
     "find_reasonable_step_size",
+    "restart_dual_averaging",
     "restart_step_size",
     "update_adaptation",
 ]
@@ -222,13 +226,18 @@ def find_reasonable_step_size(rng_key, state, logdensity_fn, inverse_mass_matrix
     return jnp.clip(eps, 1e-12, 1e7).astype(jnp.result_type(step_size))
 
 
+def restart_dual_averaging(adapt: AdaptationState, step_size, target_accept) -> AdaptationState:
+    """Dual averaging started afresh at ``step_size`` (the mass matrix and its accumulators kept)."""
+    da_init, _, _ = dual_averaging_adaptation(target_accept)
+    return _like(AdaptationState(step_size, adapt.mm, da_init(step_size), adapt.grads), adapt)
+
+
 def restart_step_size(rng_key, adapt: AdaptationState, hmc_state, logdensity_fn, target_accept) -> AdaptationState:
     """Run the heuristic from the current step size and restart dual averaging there."""
-    da_init, _, _ = dual_averaging_adaptation(target_accept)
     eps = find_reasonable_step_size(
         rng_key, hmc_state, logdensity_fn, adapt.mm.inverse_mass_matrix, adapt.step_size
     )
-    return _like(AdaptationState(eps, adapt.mm, da_init(eps), adapt.grads), adapt)
+    return restart_dual_averaging(adapt, eps, target_accept)
 
 
 def update_adaptation(

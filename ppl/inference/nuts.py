@@ -1,17 +1,18 @@
 """NUTS with Stan-style warm-up, built for a short time to first draw.
 
-One compiled program serves warm-up and sampling: a chunk of ``chunk_size`` iterations
-(``jax.lax.scan``), vmapped over chains, whose step size, inverse mass matrix,
-adaptation state, per-iteration :class:`~ppl.inference.adaptation.Schedule` and data
-are all arguments.  It is compiled ahead of time once per (log density, data
-shapes/dtypes, chains, dim, chunk_size, max_depth, dense, dtype) and cached; a Python
-loop (:func:`run_chunked`) calls it chunk after chunk, reports progress between
-chunks, and returns what it has on ``KeyboardInterrupt``.
+One compiled program serves warm-up and sampling: a chunk of up to ``chunk_size`` iterations
+(:mod:`ppl.inference.nuts_step`: one ``while`` loop, one call site of the NUTS kernel), run for
+every chain (:func:`ppl.inference.parallel.over_chains`), whose step size, inverse mass matrix,
+adaptation state, per-iteration :class:`~ppl.inference.adaptation.Schedule` and data are all
+arguments.  It is compiled ahead of time once per (log density, data shapes/dtypes, chains, dim,
+chunk_size, max_depth, dense, dtype) and cached; a Python loop (:func:`run_chunked`) calls it
+chunk after chunk, reports progress between chunks, and returns what it has on
+``KeyboardInterrupt``.
 
-The transition is BlackJAX's NUTS kernel (``blackjax.mcmc.nuts.build_kernel``:
-multinomial, iterative, generalised U-turn).  Non-finite energies are divergences
-there; on top of that a proposal with a non-finite log density, gradient or position is
-rejected and counted as divergent, so nan never enters the chain state.
+The transition is BlackJAX's NUTS (multinomial, iterative, generalised U-turn;
+:mod:`ppl.inference.nuts_kernel`).  Non-finite energies are divergences there; on top of that a
+proposal with a non-finite log density, gradient or position is rejected and counted as
+divergent, so nan never enters the chain state.
 """
 from __future__ import annotations
 
@@ -21,23 +22,15 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from blackjax.mcmc import hmc, metrics
-from blackjax.mcmc import nuts as bj_nuts
+from blackjax.mcmc import hmc
 
-from ppl.inference.parallel import (DeferredInit, chain_devices, compile_chunk, density_data_size, density_jaxpr,
-                                   distribute, place, place_chains)
+from ppl.inference.adaptation import build_schedule, init_adaptation_state, pad_schedule
+from ppl.inference.nuts_step import NUTSChainState, NUTSDraw, all_finite, make_gibbs_step, make_nuts_chunk
+from ppl.inference.parallel import (DeferredInit, StartingPoints, chain_devices, compile_chunk, density_data_size,
+                                   density_jaxpr, distribute, place, place_chains)
 from ppl.inference.program_cache import chunk_key
 from ppl.inference.rng import raw_keys
 from ppl.inference.stuck import StuckChains
-from ppl.inference.adaptation import (
-    AdaptationState,
-    Schedule,
-    build_schedule,
-    init_adaptation_state,
-    pad_schedule,
-    restart_step_size,
-    update_adaptation,
-)
 
 __all__ = [
     "NUTSConfig",
@@ -45,8 +38,8 @@ __all__ = [
     "Progress",
     "NUTSChainState",
     "NUTSDraw",
+    "all_finite",
     "sample_nuts",
-    "make_nuts_step",
     "make_chunk_fn",
     "run_chunked",
     "compile_count",
@@ -92,28 +85,6 @@ class Progress(NamedTuple):
     phase: str  # 'warmup' | 'sampling': phase of the last iteration done
     divergences: int  # divergences so far in that phase, all chains
     elapsed_s: float  # seconds since the first chunk started (compile excluded)
-
-
-class NUTSChainState(NamedTuple):
-    """State of one chain carried between chunks (leading chain axis when batched)."""
-
-    hmc: hmc.HMCState  # position, logdensity, logdensity_grad
-    adapt: AdaptationState  # step size, mass matrix + Welford, dual averaging
-    rng_key: jax.Array  # raw uint32 key
-
-
-class NUTSDraw(NamedTuple):
-    """Per-iteration output of one chain."""
-
-    position: jax.Array
-    lp: jax.Array
-    accept_stat: jax.Array
-    stepsize: jax.Array
-    treedepth: jax.Array
-    n_leapfrog: jax.Array
-    divergent: jax.Array
-    energy: jax.Array
-    extra: object = None  # the discrete values drawn by a Gibbs sweep, when there is one
 
 
 # ----------------------------------------------------------------------------------
@@ -271,87 +242,6 @@ class ChunkRecorder:
 
 
 # ----------------------------------------------------------------------------------
-# NUTS step
-# ----------------------------------------------------------------------------------
-
-
-def all_finite(tree):
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-    return jnp.stack(leaves).all() if leaves else jnp.bool_(True)
-
-
-def make_nuts_step(logdensity_fn: Callable, max_depth: int, dense: bool, gibbs_fn: Callable | None = None,
-                   fisher: bool = False):
-    """One-chain NUTS iteration with schedule-driven adaptation: ``(step, prepare, empty_out)``
-    for :func:`make_chunk_fn`.
-
-    ``params`` is the scalar target acceptance rate (an argument, not a constant).
-    With ``gibbs_fn(key, position, data) -> extra``, each iteration first draws ``extra`` (the
-    discrete variables, from their exact conditional) and then takes a NUTS step on
-    ``logdensity_fn(position, (data, extra))``: NUTS within Gibbs.
-    """
-    kernel = bj_nuts.build_kernel()
-    if gibbs_fn is not None:
-        nuts_step, _, _ = make_nuts_step(logdensity_fn, max_depth, dense, fisher=fisher)
-
-        def gibbs_step(state: NUTSChainState, flags: Schedule, data, target_accept):
-            key, k_gibbs = jax.random.split(state.rng_key)
-            extra = gibbs_fn(k_gibbs, state.hmc.position, data)
-            both = (data, extra)
-            fresh = hmc.init(state.hmc.position, lambda x: logdensity_fn(x, both))
-            fresh = jax.tree.map(lambda n, o: n.astype(o.dtype), fresh, state.hmc)
-            new_state, out = nuts_step(state._replace(hmc=fresh, rng_key=key), flags, both, target_accept)
-            return new_state, out._replace(extra=extra)
-
-        return gibbs_step, None, None
-
-    def prepare(state: NUTSChainState, data, params) -> NUTSChainState:
-        ld = lambda x: logdensity_fn(x, data)  # noqa: E731
-        fresh = hmc.init(state.hmc.position, ld)
-        return state._replace(hmc=jax.tree.map(lambda n, o: n.astype(o.dtype), fresh, state.hmc))
-
-    def step(state: NUTSChainState, flags: Schedule, data, target_accept):
-        ld = lambda x: logdensity_fn(x, data)  # noqa: E731
-        key, k_heur, k_trans = jax.random.split(state.rng_key, 3)
-        adapt = jax.lax.cond(
-            flags.reinit,
-            lambda a: restart_step_size(k_heur, a, state.hmc, ld, target_accept),
-            lambda a: a,
-            state.adapt,
-        )
-        eps, imm = adapt.step_size, adapt.mm.inverse_mass_matrix
-        proposal, info = kernel(k_trans, state.hmc, ld, eps, imm, max_depth)
-        ok = all_finite(proposal)
-        new_hmc = jax.tree.map(lambda n, o: jnp.where(ok, n, o), proposal, state.hmc)
-        accept = jnp.where(ok & jnp.isfinite(info.acceptance_rate), info.acceptance_rate, 0.0)
-        accept = accept.astype(eps.dtype)
-        divergent = info.is_divergent | ~ok
-        # A rejected non-finite proposal keeps the old state: report its energy.
-        old_energy = -state.hmc.logdensity + metrics.default_metric(imm).kinetic_energy(info.momentum)
-        energy = jnp.where(ok, info.energy, old_energy).astype(eps.dtype)
-        new_adapt = update_adaptation(adapt, flags, new_hmc.position, accept, target_accept, dense,
-                                      new_hmc.logdensity_grad if fisher else None)
-        out = NUTSDraw(
-            position=new_hmc.position,
-            lp=new_hmc.logdensity,
-            accept_stat=accept,
-            stepsize=eps,
-            treedepth=jnp.asarray(info.num_trajectory_expansions, jnp.int32),
-            n_leapfrog=jnp.asarray(info.num_integration_steps, jnp.int32),
-            divergent=divergent,
-            energy=energy,
-        )
-        return NUTSChainState(new_hmc, new_adapt, key), out
-
-    def empty_out(state: NUTSChainState) -> NUTSDraw:
-        z = jnp.zeros_like(state.hmc.logdensity)
-        i = jnp.zeros((), jnp.int32)
-        return NUTSDraw(jnp.zeros_like(state.hmc.position), z, z, z, i, i, jnp.zeros((), bool), z)
-
-    return step, prepare, empty_out
-
-
-# ----------------------------------------------------------------------------------
 # Compilation cache
 # ----------------------------------------------------------------------------------
 
@@ -395,8 +285,11 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
     if key in _CACHE:
         return _CACHE[key], 0.0, meanwhile() if meanwhile is not None else None
     t0 = time.perf_counter()
-    chunk = make_chunk_fn(*make_nuts_step(logdensity_fn, int(config.max_depth), bool(config.dense_mass), gibbs_fn,
-                                          fisher=bool(config.fisher_mass)))
+    depth, dense, fisher = int(config.max_depth), bool(config.dense_mass), bool(config.fisher_mass)
+    if gibbs_fn is None:
+        chunk = make_nuts_chunk(logdensity_fn, depth, dense, fisher)
+    else:
+        chunk = make_chunk_fn(*make_gibbs_step(logdensity_fn, gibbs_fn, depth, dense, fisher))
     # (within Gibbs the density also reads the discrete draws: every datum counts)
     size, cache_key = None, None
     if gibbs_fn is None:
@@ -427,6 +320,14 @@ _STAT_NAMES = {
 }
 
 
+def density_at(logdensity_fn: Callable, data, positions: np.ndarray) -> StartingPoints:
+    """The log density and gradient at each row of ``positions`` (one small compiled program; the
+    model's own starting-point search gives them without it)."""
+    f = jax.jit(jax.vmap(jax.value_and_grad(logdensity_fn), in_axes=(0, None)))
+    lp, grad = jax.device_get(f(positions, data))
+    return StartingPoints(positions, np.asarray(lp, positions.dtype), np.asarray(grad, positions.dtype))
+
+
 def as_data(data):
     return jax.tree.map(lambda x: x if isinstance(x, (jax.Array, np.ndarray)) else np.asarray(x), data)
 
@@ -450,9 +351,11 @@ def sample_nuts(
     gibbs_fn: Callable | None = None,
 ) -> SamplerResult:
     """Run ``config.chains`` NUTS chains on ``logdensity_fn(position, data) -> scalar``
-    (or NUTS within Gibbs with ``gibbs_fn``: see :func:`make_nuts_step`).
+    (or NUTS within Gibbs with ``gibbs_fn``: see :func:`ppl.inference.nuts_step.make_gibbs_step`).
 
-    ``init_positions``: (chains, dim) unconstrained starting points with finite density.
+    ``init_positions``: (chains, dim) unconstrained starting points with finite density, or
+    :class:`~ppl.inference.parallel.StartingPoints` (the same with their log density and
+    gradient), or a :class:`~ppl.inference.parallel.DeferredInit` that gives either.
     ``callback(Progress)`` is called after every chunk; raising ``KeyboardInterrupt``
     there (or pressing Ctrl-C) stops sampling and returns the draws made so far with
     ``completed=False``.  Each chain adapts its own step size and mass matrix.
@@ -462,7 +365,8 @@ def sample_nuts(
     # Positions in JAX's default float (float64 under ppl's x64 default).
     dtype = jax.dtypes.canonicalize_dtype(np.float64)
     deferred = isinstance(init_positions, DeferredInit)
-    pos = np.zeros(init_positions.shape, dtype) if deferred else np.asarray(init_positions, dtype=dtype)
+    given = init_positions.position if isinstance(init_positions, StartingPoints) else init_positions
+    pos = np.zeros(init_positions.shape, dtype) if deferred else np.asarray(given, dtype=dtype)
     if pos.ndim != 2 or pos.shape[0] != config.chains:
         raise ValueError(f"init_positions must have shape (chains={config.chains}, dim), got {pos.shape}")
     chains, dim = pos.shape
@@ -470,25 +374,41 @@ def sample_nuts(
     keys = chain_keys(key, chains)
     devices = chain_devices(chains, config.devices)
 
-    def initial(pos):
+    def initial(start):
+        """The chains' first state; the chunk never re-evaluates the density at a carried position,
+        so it starts from the density and gradient at the starting points."""
+        if isinstance(start, StartingPoints):
+            start = StartingPoints(*(np.asarray(a, dtype) for a in start))
+        elif gibbs_fn is not None:   # the Gibbs step evaluates the density at each iteration itself
+            p = np.asarray(start, dtype)
+            start = StartingPoints(p, np.zeros(chains, dtype), np.zeros_like(p))
+        else:
+            start = density_at(logdensity_fn, data, np.asarray(start, dtype))
         return NUTSChainState(
-            hmc.HMCState(pos, np.zeros(chains, dtype), np.zeros_like(pos)),
+            hmc.HMCState(*start),
             init_adaptation_state(chains, dim, config.init_step_size, config.dense_mass, dtype, config.fisher_mass),
             keys,
         )
 
+    # (while the chunk compiles the carry only gives shapes: the starting points come after)
+    first = NUTSChainState(hmc.HMCState(pos, np.zeros(chains, dtype), pos),
+                           init_adaptation_state(chains, dim, config.init_step_size, config.dense_mass, dtype,
+                                                 config.fisher_mass), keys)
+    if not deferred:
+        first = initial(init_positions)
     if config.shard_data and len(devices) > 1:
-        carry, data = distribute(initial(pos), data, devices, shard_data=True)
+        carry, placed = distribute(first, data, devices, shard_data=True)
     else:
-        carry, data = place(initial(pos), data, devices)
+        carry, placed = place(first, data, devices)
     warmup, draws = int(config.warmup), int(config.draws)
     schedule = build_schedule(warmup, draws)
     target = np.asarray(config.target_accept, dtype)
     compiled, compile_s, found = _get_compiled(
-        logdensity_fn, data, carry, pad_schedule(schedule, 0, config.chunk_size), target, config, devices,
+        logdensity_fn, placed, carry, pad_schedule(schedule, 0, config.chunk_size), target, config, devices,
         gibbs_fn=gibbs_fn, meanwhile=init_positions.find if deferred else None)
     if deferred:     # the starting points were searched for while the chunk compiled
-        carry = place_chains(initial(np.asarray(found, dtype)), devices)
+        carry = place_chains(initial(found), devices)
+    data = placed
 
     record = ChunkRecorder(warmup, draws, config.thin, callback)
     # (adaptive calls end wherever the check is; fixed ones only at multiples of chunk_size)

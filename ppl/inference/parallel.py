@@ -28,7 +28,8 @@ import numpy as np
 from .program_cache import lower_chunk
 
 __all__ = ["configure_xla", "small_loop_flag", "chain_devices", "over_chains", "compile_chunk", "compiler_options",
-           "density_data_size", "density_jaxpr", "place_chains", "place", "distribute", "DeferredInit"]
+           "density_data_size", "density_jaxpr", "place_chains", "place", "distribute", "DeferredInit",
+           "StartingPoints"]
 
 _FLAG = "--xla_force_host_platform_device_count"
 
@@ -209,7 +210,16 @@ class DeferredInit(NamedTuple):
     compiles its chunk first and calls ``find()`` while XLA compiles (:func:`compile_chunk`)."""
 
     shape: tuple
-    find: Callable   # () -> (chains, dim) positions
+    find: Callable   # () -> (chains, dim) positions, or StartingPoints
+
+
+class StartingPoints(NamedTuple):
+    """The chains' starting positions with the log density and its gradient there (as the
+    starting-point search computes them), so the sampler need not evaluate them again."""
+
+    position: np.ndarray     # (chains, dim)
+    logdensity: np.ndarray   # (chains,)
+    grad: np.ndarray         # (chains, dim)
 
 
 SMALL_DATA = 512  # numbers of data one log-density evaluation reads

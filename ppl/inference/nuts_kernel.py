@@ -1,0 +1,72 @@
+"""BlackJAX's NUTS transition with the tree depth as an argument of the compiled program.
+
+``blackjax.mcmc.nuts.build_kernel`` takes the most tree doublings as a Python number, which sizes
+the U-turn checkpoints and bounds the expansion loop.  Here the two are apart: the checkpoints
+are sized by ``max_depth`` (fixed when the chunk is traced), and the loop stops at ``depth``, a
+traced value at most ``max_depth``.  With ``depth = 1`` a transition is one leapfrog step from a
+fresh momentum whose acceptance statistic is ``min(1, exp(H0 - H1))`` — exactly the quantity
+Stan's step-size heuristic compares with 0.8 — so the NUTS chunk runs that heuristic through the
+same call site as its transitions (:func:`ppl.inference.nuts.make_nuts_chunk`), and the compiled
+program holds a single copy of the log density and its gradient instead of three.
+
+The pieces are BlackJAX's own (``termination.iterative_uturn_numpyro``,
+``trajectory.dynamic_progressive_integration``, ``trajectory.dynamic_multiplicative_expansion``,
+the velocity Verlet integrator, the metric); only their assembly, as in
+``blackjax.mcmc.nuts.iterative_nuts_proposal``, is repeated here.  With ``depth = max_depth`` the
+transition is BlackJAX's, draw for draw (``tests/test_nuts.py``).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import numpy as np
+from blackjax.mcmc import hmc, integrators, metrics, proposal, termination, trajectory
+from blackjax.mcmc.nuts import NUTSInfo
+
+__all__ = ["build_kernel"]
+
+
+def build_kernel(max_depth: int, divergence_threshold: float = 1000) -> Callable:
+    """``kernel(rng_key, state, logdensity_fn, step_size, inverse_mass_matrix, depth) -> (state, info)``:
+    a NUTS transition (``blackjax.mcmc.hmc.HMCState``, ``blackjax.mcmc.nuts.NUTSInfo``) whose tree
+    stops after ``depth`` doublings (a traced integer, 1 <= depth <= ``max_depth``)."""
+    max_depth = int(max_depth)
+
+    def kernel(rng_key, state: hmc.HMCState, logdensity_fn: Callable, step_size, inverse_mass_matrix, depth):
+        metric = metrics.default_metric(inverse_mass_matrix)
+        integrator = integrators.velocity_verlet(logdensity_fn, metric.kinetic_energy)
+        new_checkpoints, update_checkpoints, is_criterion_met = termination.iterative_uturn_numpyro(
+            metric.check_turning)
+        integrate = trajectory.dynamic_progressive_integration(
+            integrator, metric.kinetic_energy, update_checkpoints, is_criterion_met, divergence_threshold)
+        expand = trajectory.dynamic_multiplicative_expansion(integrate, metric.check_turning, depth)
+
+        key_momentum, key_integrator = jax.random.split(rng_key, 2)
+        position, logdensity, logdensity_grad = state
+        momentum = metric.sample_momentum(key_momentum, position)
+        start = integrators.IntegratorState(position, momentum, logdensity, logdensity_grad)
+        energy = -logdensity + metric.kinetic_energy(momentum)
+        expansion = trajectory.DynamicExpansionState(
+            0,
+            proposal.Proposal(start, energy, 0.0, -np.inf),
+            trajectory.Trajectory(start, start, momentum, 0),
+            new_checkpoints(start, max_depth),
+        )
+        (num_doublings, sampled, whole, _), (is_diverging, is_turning) = expand(
+            key_integrator, expansion, energy, step_size)
+        info = NUTSInfo(
+            momentum,
+            is_diverging,
+            is_turning,
+            sampled.energy,
+            whole.leftmost_state,
+            whole.rightmost_state,
+            num_doublings,
+            whole.num_states,
+            jax.numpy.exp(sampled.sum_log_p_accept) / whole.num_states,
+        )
+        chosen = sampled.state
+        return hmc.HMCState(chosen.position, chosen.logdensity, chosen.logdensity_grad), info
+
+    return kernel
