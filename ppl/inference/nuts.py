@@ -1,7 +1,7 @@
 """NUTS with Stan-style warm-up, built for a short time to first draw.
 
 One compiled program serves warm-up and sampling: a chunk of up to ``chunk_size`` iterations
-(:mod:`ppl.inference.nuts_step`: one ``while`` loop, one call site of the NUTS kernel), run for
+(:mod:`ppl.inference.nuts_step`: a loop over rows, one call site of the NUTS kernel), run for
 every chain (:func:`ppl.inference.parallel.over_chains`), whose step size, inverse mass matrix,
 adaptation state, per-iteration :class:`~ppl.inference.adaptation.Schedule` and data are all
 arguments.  It is compiled ahead of time once per (log density, data shapes/dtypes, chains, dim,
@@ -374,28 +374,25 @@ def sample_nuts(
     keys = chain_keys(key, chains)
     devices = chain_devices(chains, config.devices)
 
-    def initial(start):
-        """The chains' first state; the chunk never re-evaluates the density at a carried position,
-        so it starts from the density and gradient at the starting points."""
+    def with_values(start) -> StartingPoints:
+        """The starting points with the density and gradient there: the chunk never re-evaluates
+        them at a carried position."""
         if isinstance(start, StartingPoints):
-            start = StartingPoints(*(np.asarray(a, dtype) for a in start))
-        elif gibbs_fn is not None:   # the Gibbs step evaluates the density at each iteration itself
+            return start
+        if gibbs_fn is not None:   # the Gibbs step evaluates the density at each iteration itself
             p = np.asarray(start, dtype)
-            start = StartingPoints(p, np.zeros(chains, dtype), np.zeros_like(p))
-        else:
-            start = density_at(logdensity_fn, data, np.asarray(start, dtype))
+            return StartingPoints(p, np.zeros(chains, dtype), np.zeros_like(p))
+        return density_at(logdensity_fn, data, np.asarray(start, dtype))
+
+    def state_at(start: StartingPoints) -> NUTSChainState:
         return NUTSChainState(
-            hmc.HMCState(*start),
+            hmc.HMCState(*(np.asarray(a, dtype) for a in start)),
             init_adaptation_state(chains, dim, config.init_step_size, config.dense_mass, dtype, config.fisher_mass),
             keys,
         )
 
-    # (while the chunk compiles the carry only gives shapes: the starting points come after)
-    first = NUTSChainState(hmc.HMCState(pos, np.zeros(chains, dtype), pos),
-                           init_adaptation_state(chains, dim, config.init_step_size, config.dense_mass, dtype,
-                                                 config.fisher_mass), keys)
-    if not deferred:
-        first = initial(init_positions)
+    # (while the chunk compiles a deferred carry only gives shapes: the starting points come after)
+    first = state_at(StartingPoints(pos, np.zeros(chains, dtype), pos) if deferred else with_values(init_positions))
     if config.shard_data and len(devices) > 1:
         carry, placed = distribute(first, data, devices, shard_data=True)
     else:
@@ -407,7 +404,7 @@ def sample_nuts(
         logdensity_fn, placed, carry, pad_schedule(schedule, 0, config.chunk_size), target, config, devices,
         gibbs_fn=gibbs_fn, meanwhile=init_positions.find if deferred else None)
     if deferred:     # the starting points were searched for while the chunk compiled
-        carry = place_chains(initial(found), devices)
+        carry = place_chains(state_at(with_values(found)), devices)
     data = placed
 
     record = ChunkRecorder(warmup, draws, config.thin, callback)

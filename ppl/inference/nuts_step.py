@@ -27,13 +27,14 @@ keeps the separate heuristic (``adaptation.restart_step_size``).
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from blackjax.mcmc import hmc, metrics
 
-from ppl.inference.adaptation import (AdaptationState, Schedule, restart_dual_averaging, restart_step_size,
+from ppl.inference.adaptation import (AdaptationState, Schedule, _select, restart_dual_averaging, restart_step_size,
                                       update_adaptation)
 from ppl.inference.nuts_kernel import build_kernel
 
@@ -76,10 +77,6 @@ class Search(NamedTuple):
 def all_finite(tree):
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
     return jnp.stack(leaves).all() if leaves else jnp.bool_(True)
-
-
-def _select(pred, a, b):
-    return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
 
 
 def _transition(kernel, state: NUTSChainState, ld, key, flags: Schedule, target_accept, depth, dense: bool,
@@ -139,7 +136,7 @@ def _after_trial(search: Search, trial, accept_stat, current):
     return Search(search.trial + 1, trial, direction, stop), found
 
 
-_LOG_08 = float(jnp.log(0.8))
+_LOG_08 = math.log(0.8)   # (not jnp: an eager JAX operation at import is an XLA compilation)
 
 
 def make_nuts_chunk(logdensity_fn: Callable, max_depth: int, dense: bool, fisher: bool = False) -> Callable:
