@@ -357,3 +357,26 @@ def test_a_restarting_row_searches_the_step_size_first(start):
     found = float(draws.stepsize[0])
     assert 0.05 < found < 8.0, found
     assert float(draws.stepsize[1]) == found and int(draws.n_leapfrog[0]) >= 1
+
+
+def test_the_chunk_traces_the_density_once():
+    # Tracing is part of every cold start: a weakly typed loop carry that the loop's body returns
+    # strongly typed makes JAX trace the loop a second time, and with it every leapfrog step
+    # inside (the tree-expansion loop was traced twice, the leapfrog loop four times).
+    from blackjax.mcmc import hmc
+
+    from ppl.inference.adaptation import init_adaptation_state, pad_schedule
+    from ppl.inference.nuts_step import NUTSChainState, make_nuts_chunk
+
+    traced = []
+
+    def log_density(x, data):
+        traced.append(1)
+        return gauss_ld(x, data)
+
+    chunk = make_nuts_chunk(log_density, 10, False)
+    state = NUTSChainState(hmc.HMCState(jnp.zeros(2), jnp.zeros(()), jnp.zeros(2)),
+                           jax.tree.map(lambda a: a[0], init_adaptation_state(1, 2, 1.0, False, np.float64)),
+                           jnp.zeros(2, jnp.uint32))
+    jax.make_jaxpr(chunk)(state, pad_schedule(build_schedule(20, 10), 0, 32), gauss_data(np.eye(2)), 0.8)
+    assert len(traced) == 1

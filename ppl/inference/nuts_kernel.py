@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from blackjax.mcmc import hmc, integrators, metrics, proposal, termination, trajectory
 from blackjax.mcmc.nuts import NUTSInfo
@@ -47,11 +48,14 @@ def build_kernel(max_depth: int, divergence_threshold: float = 1000) -> Callable
         momentum = metric.sample_momentum(key_momentum, position)
         start = integrators.IntegratorState(position, momentum, logdensity, logdensity_grad)
         energy = -logdensity + metric.kinetic_energy(momentum)
+        # Typed, not Python, zeros: a weakly typed loop carry that the body returns strongly typed
+        # makes JAX trace the whole expansion loop (and the leapfrog steps in it) a second time.
         expansion = trajectory.DynamicExpansionState(
-            0,
-            proposal.Proposal(start, energy, 0.0, -np.inf),
-            trajectory.Trajectory(start, start, momentum, 0),
-            new_checkpoints(start, max_depth),
+            jnp.zeros((), jnp.int32),
+            proposal.Proposal(start, energy, jnp.zeros((), energy.dtype), jnp.full((), -np.inf, energy.dtype)),
+            trajectory.Trajectory(start, start, momentum, jnp.zeros((), int)),
+            new_checkpoints(start, max_depth)._replace(idx_min=jnp.zeros((), jnp.int32),
+                                                       idx_max=jnp.zeros((), jnp.int32)),
         )
         (num_doublings, sampled, whole, _), (is_diverging, is_turning) = expand(
             key_integrator, expansion, energy, step_size)
