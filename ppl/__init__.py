@@ -26,8 +26,8 @@ if _precision != "32":
 
 from .errors import DataError, ModelError  # noqa: E402
 from .model import Model, ModelWarning, compile, load  # noqa: E402
-from .results import Posterior  # noqa: E402
+from .results import Posterior, combine  # noqa: E402
 from .data import load_data  # noqa: E402
 
-__all__ = ["compile", "load", "load_data", "Model", "ModelError", "DataError", "ModelWarning", "Posterior"]
+__all__ = ["compile", "load", "load_data", "Model", "ModelError", "DataError", "ModelWarning", "Posterior", "combine"]
 __version__ = "0.1.0"

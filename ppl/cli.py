@@ -43,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="split chains across this many devices (default: on CPU one host device per chain "
                         "where the cores allow, on GPU one device)")
     s.add_argument("--shard-data", action="store_true", help="with --devices: also split the data by rows")
+    s.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="several hosts: the address of process 0 (jax.distributed); each process runs its own "
+                        "chains on its own devices and writes -o with .processI before the extension")
+    s.add_argument("--num-processes", type=int, default=None, help="with --coordinator: how many processes")
+    s.add_argument("--process-id", type=int, default=None, help="with --coordinator: this process's index")
+    s.add_argument("--distributed", action="store_true",
+                   help="several hosts, found by jax.distributed from the cluster (SLURM, Open MPI, ...)")
     s.add_argument("--keep-stuck-chains", action="store_true",
                    help="do not move chains stuck in a negligible mode halfway through warm-up")
     s.add_argument("--target-accept", type=float, default=None, help="default 0.8 (0.234 for mh)")
@@ -77,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     sm = sub.add_parser("summary", help="the summary table of saved draws (.csv, .json or .nc)")
     sm.add_argument("file")
     sm.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    cb = sub.add_parser("combine", help="stack the chains of several saved runs (one per host) into one file")
+    cb.add_argument("files", nargs="+", help="saved draws (.csv, .json or .nc) of the same model")
+    cb.add_argument("-o", "--output", help="write the combined draws to FILE (.csv, .json, or .nc with ArviZ)")
+    cb.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     gr = sub.add_parser("graph", help="the model's DAG as Graphviz DOT (-o draws .svg/.png/.pdf or writes .dot)")
     gr.add_argument("model", help="the .gm model file")
@@ -241,7 +253,31 @@ class _ProgressBar:
             self.bar.stop()
 
 
+def _start_distributed(args) -> None:
+    """``--coordinator``/``--distributed``: join a ``jax.distributed`` run before JAX starts; each
+    process then samples its own chains and writes its own file (``draws.process1.json``)."""
+    given = [args.coordinator is not None, args.num_processes is not None, args.process_id is not None]
+    if not (any(given) or args.distributed):
+        return
+    if any(given) and not all(given):
+        raise ValueError("--coordinator, --num-processes and --process-id go together "
+                         "(e.g. --coordinator host0:1234 --num-processes 2 --process-id 0)")
+    import jax
+    try:
+        if args.distributed:
+            jax.distributed.initialize()
+        else:
+            jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
+                                       process_id=args.process_id)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"could not join the distributed run: {err}".strip()) from None
+    if args.output and jax.process_count() > 1:
+        root, ext = os.path.splitext(args.output)
+        args.output = f"{root}.process{jax.process_index()}{ext}"
+
+
 def cmd_sample(args, caught) -> int:
+    _start_distributed(args)
     model, data = _load(args)
     bar = _ProgressBar(args.quiet, args.chains, args.warmup, args.draws)
     t0 = time.perf_counter()
@@ -302,6 +338,22 @@ def cmd_summary(args, caught) -> int:
     return 0
 
 
+def cmd_combine(args, caught) -> int:
+    from .results import combine, load
+    for f in args.files:
+        if not os.path.exists(f):
+            raise OSError(f"no such file: {f}")
+    post = combine([load(f) for f in args.files], names=args.files)
+    summary = post.summary()
+    print(summary)
+    for w in summary.warnings():
+        print(f"warning: {w}", file=sys.stderr)
+    if args.output:
+        post.save(args.output)
+        print(f"wrote {args.output} ({post.num_chains} chains from {len(args.files)} runs)", file=sys.stderr)
+    return 0
+
+
 def cmd_graph(args, caught) -> int:
     import ppl
     from .binding import bind
@@ -340,7 +392,7 @@ def cmd_plot(args, caught) -> int:
 
 
 COMMANDS = {"check": cmd_check, "sample": cmd_sample, "prior": cmd_prior, "summary": cmd_summary,
-            "graph": cmd_graph, "plot": cmd_plot}
+            "combine": cmd_combine, "graph": cmd_graph, "plot": cmd_plot}
 
 
 def cmd_vi(args, caught) -> int:

@@ -24,7 +24,7 @@ from .results_io import (INT_STATS, STAT_NAMES, atomic_write as _atomic_write, c
                          read_csv as _read_csv, read_json as _read_json)
 
 __all__ = ["STAT_NAMES", "INT_STATS", "RHAT_MAX", "ESS_MIN", "EBFMI_MIN", "Posterior", "Summary",
-           "load", "column_names", "parse_column"]
+           "load", "combine", "column_names", "parse_column"]
 
 RHAT_MAX = 1.01   # Vehtari et al. (2021)
 ESS_MIN = 400     # total bulk / tail ESS below which estimates are unreliable
@@ -212,6 +212,42 @@ def load(path) -> Posterior:
     with open(path, encoding="utf-8", newline="") as f:
         reader = _read_csv if fmt == ".csv" else _read_json
         return Posterior(**reader(f, str(path)))
+
+
+def combine(posteriors, names=None) -> Posterior:
+    """One Posterior holding the chains of several runs of the same model, in order (runs on
+    several hosts, or runs made one after another): draws and statistics stacked along the chain
+    axis. Every run must have the same variables, shapes and number of draws; statistics that
+    only some runs recorded are dropped. The runs should use different seeds (processes of one
+    ``jax.distributed`` run differ already). ``names`` label the runs in error messages (the
+    command line passes the file names)."""
+    runs = list(posteriors)
+    if not runs:
+        raise ValueError("combine needs at least one run")
+    names = list(names) if names is not None else [f"run {i + 1}" for i in range(len(runs))]
+    first = runs[0]
+    for name, post in zip(names[1:], runs[1:]):
+        if post.kind != first.kind:
+            raise ValueError(f"{name} holds {post.kind} draws but {names[0]} holds {first.kind} draws; "
+                             "combine runs of one kind")
+        if list(post.draws) != list(first.draws):
+            raise ValueError(f"{name} has variables {', '.join(post.draws) or '(none)'} but {names[0]} has "
+                             f"{', '.join(first.draws) or '(none)'}; combine runs of the same model")
+        for v, arr in post.draws.items():
+            if arr.shape[2:] != first.draws[v].shape[2:]:
+                raise ValueError(f"{v!r} has shape {list(arr.shape[2:])} in {name} but "
+                                 f"{list(first.draws[v].shape[2:])} in {names[0]}; were the data the same?")
+        if post.num_draws != first.num_draws:
+            raise ValueError(f"{name} has {post.num_draws} draws per chain but {names[0]} has "
+                             f"{first.num_draws}; run every process with the same number of draws")
+    stats = [k for k in first.stats if all(k in p.stats for p in runs)]
+    meta = dict(first.meta)
+    meta["combined_runs"] = len(runs)
+    return Posterior(
+        draws={k: np.concatenate([p.draws[k] for p in runs]) for k in first.draws},
+        stats={k: np.concatenate([p.stats[k] for p in runs]) for k in stats},
+        kind=first.kind, completed=all(p.completed for p in runs), meta=meta,
+        observed=first.observed, constant_data=first.constant_data)
 
 
 # --------------------------------------------------------------------------- Summary

@@ -81,14 +81,18 @@ def chain_devices(chains: int, requested: int | None = None) -> list:
     """The devices the chains are split across (each gets ``chains // len(result)`` chains).
 
     ``requested=None``: on CPU, the most devices (up to the host devices available) that
-    divide the chains evenly; elsewhere one device.  ``requested=k``: exactly k devices."""
-    available = jax.devices()
+    divide the chains evenly; elsewhere one device.  ``requested=k``: exactly k devices.
+
+    Only this process's devices count: after ``jax.distributed.initialize`` every process runs
+    its own chains on its own devices (``jax.devices()`` would list the other hosts' too)."""
+    available = jax.local_devices()
     if requested is not None:
         k = int(requested)
         if k < 1:
             raise ValueError(f"devices must be a whole number >= 1, got {requested!r}")
         if k > len(available):
-            raise ValueError(f"{k} devices requested but only {len(available)} are visible; on CPU set "
+            where = " on this host" if jax.process_count() > 1 else ""
+            raise ValueError(f"{k} devices requested but only {len(available)} are visible{where}; on CPU set "
                              f"XLA_FLAGS={_FLAG}={k} (or PPL_HOST_DEVICES={k}) before starting Python")
         if chains % k:
             raise ValueError(f"{chains} chains cannot be split evenly across {k} devices")

@@ -9,8 +9,18 @@ __all__ = ["stream", "raw_keys"]
 
 def stream(seed: int, purpose: int) -> np.random.SeedSequence:
     """The random stream of one use of ``seed`` (1: initial points, 2: the sampler, 3: generated
-    quantities, 4: draws of an approximation)."""
-    return np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, purpose])
+    quantities, 4: draws of an approximation).  In a run of several processes
+    (``jax.distributed``) each process's stream also depends on its index, so the same seed on
+    every host gives independent chains, not copies."""
+    entropy = [int(seed) & 0xFFFFFFFFFFFFFFFF, purpose]
+    process = _process_index()
+    return np.random.SeedSequence(entropy + ([process] if process is not None else []))
+
+
+def _process_index():
+    """This process's index in a ``jax.distributed`` run of several processes, else None."""
+    import jax
+    return jax.process_index() if jax.process_count() > 1 else None
 
 
 def raw_keys(seq: np.random.SeedSequence, n: int) -> np.ndarray:
