@@ -112,3 +112,73 @@ def test_dense_mass_on_correlated_gaussian(algorithm):
         assert_mean(x[..., j], [1.0, -1.0][j])
         assert_sd(x[..., j], np.sqrt(S[j, j]))
     assert abs(np.corrcoef(x[..., 0].ravel(), x[..., 1].ravel())[0, 1] - 0.95) < 0.02
+
+
+def _hmc_chunk_inputs(log_density, dim, step_size=1.0, reinit_first=True):
+    import jax
+    import jax.numpy as jnp
+    from blackjax.mcmc import hmc
+
+    from ppl.inference.adaptation import Schedule, init_adaptation_state
+    from ppl.inference.hmc import HMCChainState, HMCParams
+
+    x0 = jnp.full((dim,), 0.5)
+    state = HMCChainState(hmc.init(x0, log_density),
+                          jax.tree.map(lambda a: a[0], init_adaptation_state(1, dim, step_size, False, np.float64)),
+                          jnp.array([0, 7], jnp.uint32))
+    on, off = np.array([reinit_first, False]), np.array([False, False])
+    rows = Schedule(active=np.array([True, True]), adapt=off, reinit=on, slow=off, window_end=off, warmup_end=off)
+    params = HMCParams(np.float64(0.8), np.float64(2.0), np.int32(0), np.float64(0.2))
+    return state, rows, params
+
+
+def _calls_of(name, jaxpr):
+    from jax.extend.core import ClosedJaxpr, Jaxpr
+
+    found = 0
+    for eqn in jaxpr.eqns:
+        found += eqn.primitive.name in ("pjit", "jit") and eqn.params.get("name") == name
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                if isinstance(sub, (ClosedJaxpr, Jaxpr)):
+                    found += _calls_of(name, sub.jaxpr if isinstance(sub, ClosedJaxpr) else sub)
+    return found
+
+
+def test_the_hmc_chunk_evaluates_the_density_at_one_site():
+    # As the NUTS chunk: Stan's step-size heuristic runs through the kernel's one call (one
+    # leapfrog step), and the chain state carries the density, so the compiled program holds one
+    # copy of the density and its gradient (two calls of the jitted density: forward and
+    # transpose). Until 2026-12 it held three (the chunk's start, the heuristic, the kernel).
+    import jax
+
+    from ppl.inference.hmc import make_hmc_step
+    from ppl.inference.nuts import make_chunk_fn
+
+    @jax.jit
+    def log_density(x, data):
+        return -0.5 * (x ** 2).sum() * data
+
+    state, rows, params = _hmc_chunk_inputs(lambda x: log_density(x, 1.0), 2)
+    chunk = make_chunk_fn(*make_hmc_step(log_density, 64, False))
+    program = jax.make_jaxpr(chunk)(state, rows, 1.0, params)
+    assert _calls_of("log_density", program.jaxpr) == 2
+
+
+@pytest.mark.parametrize("start", [1e-3, 1e3])
+def test_an_hmc_row_that_restarts_searches_the_step_size_first(start):
+    # Stan's heuristic from far too small (doubling) and far too large (halving) on a standard
+    # normal: one leapfrog step's acceptance crosses 0.8 at a step size of order 1; the row's
+    # transition runs at the step size found and the next row (no restart) keeps it.
+    import jax
+
+    from ppl.inference.hmc import make_hmc_step
+    from ppl.inference.nuts import make_chunk_fn
+
+    ld = lambda x, data: -0.5 * (x ** 2).sum()  # noqa: E731
+    state, rows, params = _hmc_chunk_inputs(lambda x: ld(x, None), 1, step_size=start)
+    chunk = jax.jit(make_chunk_fn(*make_hmc_step(ld, 1024, False)))
+    _, draws = chunk(state, rows, np.zeros(()), params)
+    found = float(draws.stepsize[0])
+    assert 0.05 < found < 8.0, found
+    assert float(draws.stepsize[1]) == found and int(draws.n_leapfrog[0]) >= 1

@@ -18,7 +18,8 @@ import jax
 from ppl.inference.adaptation import build_schedule, pad_schedule
 from ppl.inference.nuts import (ChunkRecorder, all_finite, as_data, chain_keys,  # noqa: F401
                                make_chunk_fn, run_chunked, signature)
-from ppl.inference.parallel import chain_devices, compile_chunk, density_data_size, density_jaxpr, place
+from ppl.inference.parallel import (chain_devices, compile_chunk, density_data_size, density_jaxpr, place,
+                                   place_chains)
 from ppl.inference.program_cache import chunk_key
 
 __all__ = ["ChunkedRun", "compiled_chunk", "drive", "as_data", "chain_keys", "all_finite",
@@ -49,14 +50,15 @@ def clear_cache() -> None:
 
 
 def compiled_chunk(tag: str, build: Callable, logdensity_fn, data, carry, rows, params, static: tuple,
-                   devices: list, draw_type: type | None = None):
-    """The compiled ``chunk(carry, rows, data, params)`` program and its compile time (0 if cached).
+                   devices: list, draw_type: type | None = None, meanwhile: Callable | None = None):
+    """The compiled ``chunk(carry, rows, data, params)`` program, its compile time (0 if cached) and
+    what ``meanwhile()`` returned (called while XLA compiles, or at once when nothing compiles).
     With ``draw_type`` (the NamedTuple of one iteration's output) the lowered program is also kept
     on disk (:mod:`ppl.inference.program_cache`), as the NUTS chunk is."""
     key = (tag, logdensity_fn, signature(data), signature(carry), signature(rows), signature(params),
            static, jax.config.jax_enable_x64, tuple(d.id for d in devices))
     if key in _CACHE:
-        return _CACHE[key], 0.0
+        return _CACHE[key], 0.0, meanwhile() if meanwhile is not None else None
     t0 = time.perf_counter()
     # XLA's options go by the data one log-density evaluation reads, as for NUTS (the carry's first
     # field holds the chains' positions, (chains, dim))
@@ -66,17 +68,22 @@ def compiled_chunk(tag: str, build: Callable, logdensity_fn, data, carry, rows, 
     cache_key = None
     if draw_type is not None:
         cache_key = chunk_key(closed, (tag, static), (carry, rows, data, params), devices)
-    compiled, _ = compile_chunk(make_chunk_fn(*build()), carry, rows, data, params, devices, data_size=size,
-                                cache_key=cache_key, result_types=(draw_type,) if draw_type is not None else ())
+    compiled, found = compile_chunk(make_chunk_fn(*build()), carry, rows, data, params, devices, data_size=size,
+                                    cache_key=cache_key, result_types=(draw_type,) if draw_type is not None else (),
+                                    meanwhile=meanwhile)
     _CACHE[key] = compiled
     _COMPILES[0] += 1
-    return compiled, time.perf_counter() - t0
+    return compiled, time.perf_counter() - t0, found
 
 
 def drive(tag: str, build: Callable, logdensity_fn, data, carry, params, *, warmup: int, draws: int,
           chunk_size: int, thin: int = 1, static: tuple = (), callback: Callable | None = None,
-          schedule=None, devices: int | None = None, draw_type: type | None = None) -> ChunkedRun:
+          schedule=None, devices: int | None = None, draw_type: type | None = None,
+          start: Callable | None = None) -> ChunkedRun:
     """Warm up then sample with the kernel ``build`` gives; see the module docstring.
+
+    ``start() -> carry``: the chains' real initial states (e.g. after a search for starting
+    points), made while XLA compiles; ``carry`` then only gives the shapes.
 
     ``schedule`` defaults to Stan's (:func:`build_schedule`).  The per-iteration output
     may have a ``divergent`` field; it is counted per phase
@@ -89,8 +96,11 @@ def drive(tag: str, build: Callable, logdensity_fn, data, carry, params, *, warm
     schedule = build_schedule(warmup, draws) if schedule is None else schedule
     placed = chain_devices(jax.tree.leaves(carry)[0].shape[0], devices)
     carry, data = place(carry, data, placed)
-    compiled, compile_s = compiled_chunk(tag, build, logdensity_fn, data, carry,
-                                         pad_schedule(schedule, 0, chunk_size), params, static, placed, draw_type)
+    compiled, compile_s, found = compiled_chunk(tag, build, logdensity_fn, data, carry,
+                                                pad_schedule(schedule, 0, chunk_size), params, static, placed,
+                                                draw_type, meanwhile=start)
+    if start is not None:
+        carry = place_chains(found, placed)
     record = ChunkRecorder(warmup, draws, thin, callback)
     run = lambda c, rows: compiled(c, rows, data, params)  # noqa: E731
     carry, _, completed = run_chunked(run, carry, schedule, warmup + draws, chunk_size, record)

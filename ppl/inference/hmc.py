@@ -21,10 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 from blackjax.mcmc import hmc, metrics
 
-from ppl.inference.adaptation import (AdaptationState, Schedule, init_adaptation_state, restart_step_size,
-                                     update_adaptation)
-from ppl.inference.chunks import all_finite, chain_keys, drive
-from ppl.inference.nuts import SamplerResult
+from ppl.inference.adaptation import (AdaptationState, Schedule, _select, init_adaptation_state,
+                                      restart_dual_averaging, update_adaptation)
+from ppl.inference.chunks import all_finite, as_data, chain_keys, drive
+from ppl.inference.nuts import SamplerResult, density_at
+from ppl.inference.nuts_step import Search, _after_trial, _trial_step_size
+from ppl.inference.parallel import DeferredInit, StartingPoints
 
 __all__ = ["HMCConfig", "HMCChainState", "HMCDraw", "make_hmc_step", "sample_hmc"]
 
@@ -78,39 +80,55 @@ def num_leapfrog(key, step_size, params: HMCParams, max_steps: int):
 
 
 def make_hmc_step(logdensity_fn: Callable, max_steps: int, dense: bool):
-    """One-chain static-HMC iteration: ``(step, prepare, empty_out)`` for ``make_chunk_fn``."""
-    kernel = hmc.build_kernel()
+    """One-chain static-HMC iteration: ``(step, None, empty_out)`` for ``make_chunk_fn``.
 
-    def prepare(state: HMCChainState, data, params) -> HMCChainState:
-        fresh = hmc.init(state.hmc.position, lambda x: logdensity_fn(x, data))
-        return state._replace(hmc=jax.tree.map(lambda n, o: n.astype(o.dtype), fresh, state.hmc))
+    As in the NUTS chunk (:mod:`ppl.inference.nuts_step`), an iteration is a small ``while`` loop
+    of passes, each one call of BlackJAX's HMC kernel, so the compiled program holds one copy of
+    the log density and its gradient: an iteration that restarts the step size first runs Stan's
+    heuristic, one trial per pass (one leapfrog step from a fresh momentum, whose acceptance
+    statistic is ``min(1, exp(H0 - H1))``; the chain does not move), then its transition. The
+    chain state carries the density and gradient at its position (the starting points come with
+    theirs), so no chunk evaluates them afresh."""
+    kernel = hmc.build_kernel()
 
     def step(state: HMCChainState, flags: Schedule, data, params: HMCParams):
         ld = lambda x: logdensity_fn(x, data)  # noqa: E731
-        key, k_heur, k_len, k_trans = jax.random.split(state.rng_key, 4)
-        adapt = jax.lax.cond(flags.reinit,
-                             lambda a: restart_step_size(k_heur, a, state.hmc, ld, params.target_accept),
-                             lambda a: a, state.adapt)
-        eps, imm = adapt.step_size, adapt.mm.inverse_mass_matrix
-        n = num_leapfrog(k_len, eps, params, max_steps)
-        proposal, info = kernel(k_trans, state.hmc, ld, eps, imm, n)
-        ok = all_finite(proposal)
-        new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), proposal, state.hmc)
-        accept = jnp.where(ok & jnp.isfinite(info.acceptance_rate), info.acceptance_rate, 0.0).astype(eps.dtype)
-        moved = ok & info.is_accepted
-        old_energy = -state.hmc.logdensity + metrics.default_metric(imm).kinetic_energy(info.momentum)
-        energy = jnp.where(moved, info.energy, old_energy).astype(eps.dtype)
-        new_adapt = update_adaptation(adapt, flags, new.position, accept, params.target_accept, dense)
-        out = HMCDraw(new.position, new.logdensity, accept, eps, (n * eps).astype(eps.dtype), n,
-                      info.is_divergent | ~ok, energy)
-        return HMCChainState(new, new_adapt, key), out
+
+        def one_pass(c):
+            s, search, _, _ = c
+            searching = ~search.done
+            key, k_search, k_len, k_trans = jax.random.split(s.rng_key, 4)
+            current, imm = s.adapt.step_size, s.adapt.mm.inverse_mass_matrix
+            trial = _trial_step_size(search, current)
+            eps = jnp.where(searching, trial, current)
+            n = jnp.where(searching, 1, num_leapfrog(k_len, current, params, max_steps))
+            k = jnp.where(searching, jax.random.fold_in(k_search, search.trial), k_trans)
+            proposal, info = kernel(k, s.hmc, ld, eps, imm, n)
+            ok = all_finite(proposal)
+            new = _select(ok, proposal, s.hmc)
+            accept = jnp.where(ok & jnp.isfinite(info.acceptance_rate), info.acceptance_rate, 0.0).astype(eps.dtype)
+            moved = ok & info.is_accepted
+            old_energy = -s.hmc.logdensity + metrics.default_metric(imm).kinetic_energy(info.momentum)
+            energy = jnp.where(moved, info.energy, old_energy).astype(eps.dtype)
+            out = HMCDraw(new.position, new.logdensity, accept, eps, (n * eps).astype(eps.dtype), n,
+                          info.is_divergent | ~ok, energy)
+            after, found = _after_trial(search, trial, accept, current)
+            restarted = _select(after.done, restart_dual_averaging(s.adapt, found, params.target_accept), s.adapt)
+            new_adapt = update_adaptation(s.adapt, flags, new.position, accept, params.target_accept, dense)
+            s = _select(searching, HMCChainState(s.hmc, restarted, s.rng_key), HMCChainState(new, new_adapt, key))
+            return s, _select(searching, after, search), out, ~searching
+
+        no_search = Search(jnp.int32(0), state.adapt.step_size, jnp.int32(1), ~flags.reinit)
+        s, _, out, _ = jax.lax.while_loop(lambda c: ~c[3], one_pass,
+                                          (state, no_search, empty_out(state), jnp.bool_(False)))
+        return s, out
 
     def empty_out(state: HMCChainState) -> HMCDraw:
         z = jnp.zeros_like(state.hmc.logdensity)
         return HMCDraw(jnp.zeros_like(state.hmc.position), z, z, z, z, jnp.zeros((), jnp.int32),
                        jnp.zeros((), bool), z)
 
-    return step, prepare, empty_out
+    return step, None, empty_out
 
 
 _STATS = {"lp__": "lp", "accept_stat__": "accept_stat", "stepsize__": "stepsize", "int_time__": "int_time",
@@ -119,8 +137,14 @@ _STATS = {"lp__": "lp", "accept_stat__": "accept_stat", "stepsize__": "stepsize"
 
 def sample_hmc(logdensity_fn: Callable, data, init_positions, key, config: HMCConfig = HMCConfig(),
                callback: Callable | None = None) -> SamplerResult:
-    """Run ``config.chains`` static-HMC chains on ``logdensity_fn(position, data)``."""
-    pos = np.asarray(init_positions, dtype=jax.dtypes.canonicalize_dtype(np.float64))
+    """Run ``config.chains`` static-HMC chains on ``logdensity_fn(position, data)`` from
+    ``init_positions``: (chains, dim) positions, :class:`~ppl.inference.parallel.StartingPoints`
+    (with their log density and gradient), or a :class:`~ppl.inference.parallel.DeferredInit`
+    (searched for while XLA compiles the chunk)."""
+    dtype = jax.dtypes.canonicalize_dtype(np.float64)
+    deferred = isinstance(init_positions, DeferredInit)
+    given = init_positions.position if isinstance(init_positions, StartingPoints) else init_positions
+    pos = np.zeros(init_positions.shape, dtype) if deferred else np.asarray(given, dtype=dtype)
     if pos.ndim != 2 or pos.shape[0] != config.chains:
         raise ValueError(f"init_positions must have shape (chains={config.chains}, dim), got {pos.shape}")
     if config.num_steps is not None and config.num_steps < 1:
@@ -128,17 +152,27 @@ def sample_hmc(logdensity_fn: Callable, data, init_positions, key, config: HMCCo
     if not config.path_length > 0 or not 0 <= config.jitter < 1:
         raise ValueError("path_length must be > 0 and jitter in [0, 1)")
     chains, dim = pos.shape
-    dtype = pos.dtype
-    carry = HMCChainState(hmc.HMCState(pos, np.zeros(chains, dtype), np.zeros_like(pos)),
-                          init_adaptation_state(chains, dim, config.init_step_size, config.dense_mass, dtype),
-                          chain_keys(key, chains))
+    data = as_data(data)
+    keys = chain_keys(key, chains)
+
+    def state_at(start) -> HMCChainState:
+        """The chains' states at ``start`` (positions, or StartingPoints with the density there)."""
+        if not isinstance(start, StartingPoints):
+            start = density_at(logdensity_fn, data, np.asarray(start, dtype))
+        return HMCChainState(hmc.HMCState(*(np.asarray(a, dtype) for a in start)),
+                             init_adaptation_state(chains, dim, config.init_step_size, config.dense_mass, dtype),
+                             keys)
+
+    # a deferred start gives only shapes while the chunk compiles; the search runs beside XLA
+    carry = state_at(StartingPoints(pos, np.zeros(chains, dtype), pos)) if deferred else state_at(init_positions)
+    start = (lambda: state_at(init_positions.find())) if deferred else None
     params = HMCParams(np.asarray(config.target_accept, dtype), np.asarray(config.path_length, dtype),
                        np.asarray(config.num_steps or 0, np.int32), np.asarray(config.jitter, dtype))
     max_steps, dense = int(config.max_steps), bool(config.dense_mass)
     run = drive("hmc", lambda: make_hmc_step(logdensity_fn, max_steps, dense), logdensity_fn, data, carry,
                 params, warmup=int(config.warmup), draws=int(config.draws), chunk_size=int(config.chunk_size),
                 thin=int(config.thin), static=(max_steps, dense), callback=callback, devices=config.devices,
-                draw_type=HMCDraw)
+                draw_type=HMCDraw, start=start)
     stats = {name: np.asarray(getattr(run.draws, f)) for name, f in _STATS.items()}
     stats["n_leapfrog__"] = stats["n_leapfrog__"].astype(np.int64)
     stats["divergent__"] = stats["divergent__"].astype(np.int64)

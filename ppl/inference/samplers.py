@@ -22,7 +22,7 @@ def run_mcmc(algorithm: str, logdensity_fn: Callable, data, init, key, *, chains
              shard_data: bool = False, restart_stuck: bool = True, fisher_mass: bool = False,
              call_seconds: Optional[float] = None) -> SamplerResult:
     """Run ``algorithm`` on ``logdensity_fn(u, data)`` from ``init`` (chains, dim), which may be a
-    ``DeferredInit`` (NUTS and Gibbs search for it while XLA compiles their chunk)."""
+    ``DeferredInit`` (NUTS, Gibbs and HMC search for it while XLA compiles their chunk)."""
     check_algorithm(algorithm)
     if fisher_mass and algorithm not in ("nuts", "gibbs"):
         raise ValueError(f"the fisher mass matrix is adapted for nuts and gibbs, not {algorithm}; "
@@ -41,13 +41,13 @@ def run_mcmc(algorithm: str, logdensity_fn: Callable, data, init, key, *, chains
                            gibbs_fn=gibbs_fn if algorithm == "gibbs" else None)
     if shard_data:
         raise ValueError("--shard-data is supported by nuts and gibbs")
-    if isinstance(init, DeferredInit):
-        init = init.find()
     common["devices"] = devices
-    if algorithm == "hmc":
+    if algorithm == "hmc":      # HMC, as NUTS, searches for its starting points while XLA compiles
         from ppl.inference.hmc import HMCConfig, sample_hmc
         extra = {"path_length": float(path_length)} if path_length is not None else {}
         config = HMCConfig(num_steps=num_steps, max_steps=2 ** max_depth, **extra, **common)
         return sample_hmc(logdensity_fn, data, init, key, config, callback)
+    if isinstance(init, DeferredInit):
+        init = init.find()
     from ppl.inference.mh import MHConfig, sample_mh
     return sample_mh(logdensity_fn, data, init, key, MHConfig(**common), callback)
