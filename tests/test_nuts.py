@@ -380,3 +380,27 @@ def test_the_chunk_traces_the_density_once():
                            jnp.zeros(2, jnp.uint32))
     jax.make_jaxpr(chunk)(state, pad_schedule(build_schedule(20, 10), 0, 32), gauss_data(np.eye(2)), 0.8)
     assert len(traced) == 1
+
+
+def test_the_gibbs_step_evaluates_the_density_at_two_sites():
+    # NUTS within Gibbs re-evaluates the density after each Gibbs sweep (the discrete values
+    # changed it), then runs the same loop of kernel passes as the NUTS chunk: two copies of the
+    # density and its gradient (four calls), where the separate heuristic made three.
+    from blackjax.mcmc import hmc
+
+    from ppl.inference.adaptation import init_adaptation_state, pad_schedule
+    from ppl.inference.nuts import make_chunk_fn
+    from ppl.inference.nuts_step import NUTSChainState, make_gibbs_step
+
+    @jax.jit
+    def log_density(x, data_extra):
+        data, extra = data_extra
+        return gauss_ld(x, data) + extra
+
+    gibbs_fn = lambda key, x, data: jax.random.normal(key)  # noqa: E731
+    chunk = make_chunk_fn(*make_gibbs_step(log_density, gibbs_fn, 10, False))
+    state = NUTSChainState(hmc.HMCState(jnp.zeros(2), jnp.zeros(()), jnp.zeros(2)),
+                           jax.tree.map(lambda a: a[0], init_adaptation_state(1, 2, 1.0, False, np.float64)),
+                           jnp.zeros(2, jnp.uint32))
+    program = jax.make_jaxpr(chunk)(state, pad_schedule(build_schedule(20, 10), 0, 32), gauss_data(np.eye(2)), 0.8)
+    assert _calls_of("log_density", program.jaxpr) == 4

@@ -18,10 +18,9 @@ fast buffer 75, doubling slow windows from 25, terminal fast buffer 50, shrunk t
 under 20 warm-up iterations.  The step-size restart
 uses Stan's ``init_stepsize`` heuristic (one leapfrog step, doubling/halving until the
 acceptance of that single step crosses 0.8) at the first warm-up iteration and after
-every slow window: :func:`find_reasonable_step_size` for static HMC and NUTS within Gibbs, and
-for NUTS the same search run through the chunk's one call of its kernel
-(:mod:`ppl.inference.nuts_step`), which then restarts dual averaging with
-:func:`restart_dual_averaging`.
+every slow window, run through each sampler's one call of its kernel (NUTS, NUTS within Gibbs:
+:mod:`ppl.inference.nuts_step`; static HMC: :mod:`ppl.inference.hmc`), which then restarts dual
+averaging with :func:`restart_dual_averaging`.
 """
 from __future__ import annotations
 
@@ -34,7 +33,6 @@ from blackjax.adaptation.mass_matrix import (MassMatrixAdaptationState, WelfordA
                                              welford_algorithm)
 from blackjax.adaptation.metric_estimators import fisher_score_diagonal_from_moments
 from blackjax.adaptation.step_size import DualAveragingAdaptationState, dual_averaging_adaptation
-from blackjax.mcmc import integrators, metrics
 
 __all__ = [
     "Schedule",
@@ -43,9 +41,7 @@ __all__ = [
     "build_schedule",
     "pad_schedule",
     "init_adaptation_state",
-    "find_reasonable_step_size",
     "restart_dual_averaging",
-    "restart_step_size",
     "update_adaptation",
 ]
 
@@ -183,61 +179,10 @@ def _select(pred, a, b):
     return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
 
 
-def find_reasonable_step_size(rng_key, state, logdensity_fn, inverse_mass_matrix, step_size, max_iter: int = 100):
-    """Stan's ``init_stepsize``: double or halve the step size until the acceptance
-    probability of a single leapfrog step (fresh momentum each time) crosses 0.8.
-
-    ``state`` is a ``blackjax.mcmc.hmc.HMCState``.  A non-finite energy counts as a
-    rejection.  Bounded to ``max_iter`` trials and to step sizes in [1e-12, 1e7]
-    (where Stan throws, we stop).  Skipped when the start value is 0, >1e7 or nan.
-    """
-    metric = metrics.default_metric(inverse_mass_matrix)
-    integrator = integrators.velocity_verlet(logdensity_fn, metric.kinetic_energy)
-    log08 = jnp.log(0.8)
-
-    def delta_h(key, eps):
-        p = metric.sample_momentum(key, state.position)
-        z0 = integrators.IntegratorState(state.position, p, state.logdensity, state.logdensity_grad)
-        h0 = -state.logdensity + metric.kinetic_energy(p)
-        z1 = integrator(z0, eps)
-        h1 = -z1.logdensity + metric.kinetic_energy(z1.momentum)
-        h1 = jnp.where(jnp.isnan(h1), jnp.inf, h1)
-        return h0 - h1
-
-    skip = (step_size == 0) | (step_size > 1e7) | jnp.isnan(step_size)
-
-    # One call site of the integrator (each is a copy of the log density and its gradient in the
-    # compiled program): trial 0 at the start value only sets the direction.
-    def cond(c):
-        i, eps, direction, done = c
-        return (~done) & (i <= max_iter)
-
-    def body(c):
-        i, eps, direction, _ = c
-        first = i == 0
-        eps = jnp.where(first, eps, jnp.where(direction == 1, 2.0 * eps, 0.5 * eps))
-        dh = delta_h(jax.random.fold_in(rng_key, i), eps)
-        direction = jnp.where(first, jnp.where(dh > log08, 1, -1), direction)
-        stop = jnp.where(direction == 1, ~(dh > log08), ~(dh < log08))
-        stop = ~first & (stop | (eps > 1e7) | (eps < 1e-12))
-        return i + 1, eps, direction, stop
-
-    _, eps, _, _ = jax.lax.while_loop(cond, body, (jnp.int32(0), step_size, jnp.int32(1), skip))
-    return jnp.clip(eps, 1e-12, 1e7).astype(jnp.result_type(step_size))
-
-
 def restart_dual_averaging(adapt: AdaptationState, step_size, target_accept) -> AdaptationState:
     """Dual averaging started afresh at ``step_size`` (the mass matrix and its accumulators kept)."""
     da_init, _, _ = dual_averaging_adaptation(target_accept)
     return _like(AdaptationState(step_size, adapt.mm, da_init(step_size), adapt.grads), adapt)
-
-
-def restart_step_size(rng_key, adapt: AdaptationState, hmc_state, logdensity_fn, target_accept) -> AdaptationState:
-    """Run the heuristic from the current step size and restart dual averaging there."""
-    eps = find_reasonable_step_size(
-        rng_key, hmc_state, logdensity_fn, adapt.mm.inverse_mass_matrix, adapt.step_size
-    )
-    return restart_dual_averaging(adapt, eps, target_accept)
 
 
 def update_adaptation(

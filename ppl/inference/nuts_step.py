@@ -22,8 +22,8 @@ its own leapfrog loop and each chunk began by re-evaluating the density: three c
 density in one program, and XLA compiles each (bench/README.md, "Cold start").
 
 NUTS within Gibbs (:func:`make_gibbs_step`) draws the discrete variables first in each iteration,
-which changes the density, so its step evaluates the density at the start of every iteration and
-keeps the separate heuristic (``adaptation.restart_step_size``).
+which changes the density, so its step evaluates the density at the start of every iteration (a
+second copy), then runs the same loop of passes.
 """
 from __future__ import annotations
 
@@ -34,8 +34,7 @@ import jax
 import jax.numpy as jnp
 from blackjax.mcmc import hmc, metrics
 
-from ppl.inference.adaptation import (AdaptationState, Schedule, _select, restart_dual_averaging, restart_step_size,
-                                      update_adaptation)
+from ppl.inference.adaptation import AdaptationState, Schedule, _select, restart_dual_averaging, update_adaptation
 from ppl.inference.nuts_kernel import build_kernel
 
 __all__ = ["NUTSChainState", "NUTSDraw", "all_finite", "make_nuts_chunk", "make_gibbs_step", "MAX_TRIALS"]
@@ -107,6 +106,10 @@ def _transition(kernel, state: NUTSChainState, ld, key, flags: Schedule, target_
     return new_hmc, new_adapt, draw
 
 
+def _empty_draw(state: NUTSChainState) -> NUTSDraw:
+    return jax.tree.map(lambda a: a[0], _empty_draws(state, 1))
+
+
 def _empty_draws(state: NUTSChainState, length: int) -> NUTSDraw:
     z = jnp.zeros((length,), state.hmc.logdensity.dtype)
     i = jnp.zeros((length,), jnp.int32)
@@ -139,6 +142,32 @@ def _after_trial(search: Search, trial, accept_stat, current):
 _LOG_08 = math.log(0.8)   # (not jnp: an eager JAX operation at import is an XLA compilation)
 
 
+def _iteration(kernel, s: NUTSChainState, ld, flags: Schedule, target_accept, max_depth: int, dense: bool,
+               fisher: bool, empty: NUTSDraw):
+    """One iteration: a ``while`` loop of passes, each one call of the kernel — the step-size
+    heuristic's trials when the row restarts the step size (depth 1, the chain stays), then the
+    transition (full depth). Returns the chain state and the transition's draw."""
+
+    def one_pass(c):
+        s, search, _, _ = c
+        searching = ~search.done
+        key, k_search, k_move = jax.random.split(s.rng_key, 3)
+        current = s.adapt.step_size
+        trial = _trial_step_size(search, current)
+        k = jnp.where(searching, jax.random.fold_in(k_search, search.trial), k_move)
+        at = s._replace(adapt=s.adapt._replace(step_size=jnp.where(searching, trial, current)))
+        new_hmc, new_adapt, draw = _transition(kernel, at, ld, k, flags, target_accept,
+                                               jnp.where(searching, 1, max_depth), dense, fisher)
+        after, found = _after_trial(search, trial, draw.accept_stat, current)
+        restarted = _select(after.done, restart_dual_averaging(s.adapt, found, target_accept), s.adapt)
+        s = _select(searching, NUTSChainState(s.hmc, restarted, s.rng_key), NUTSChainState(new_hmc, new_adapt, key))
+        return s, _select(searching, after, search), draw, ~searching
+
+    no_search = Search(jnp.int32(0), s.adapt.step_size, jnp.int32(1), ~flags.reinit)
+    s, _, draw, _ = jax.lax.while_loop(lambda c: ~c[3], one_pass, (s, no_search, empty, jnp.bool_(False)))
+    return s, draw
+
+
 def make_nuts_chunk(logdensity_fn: Callable, max_depth: int, dense: bool, fisher: bool = False) -> Callable:
     """The one-chain chunk ``(state, schedule, data, target_accept) -> (state, draws)`` (see the
     module docstring); :func:`ppl.inference.parallel.over_chains` runs it for every chain.
@@ -153,27 +182,8 @@ def make_nuts_chunk(logdensity_fn: Callable, max_depth: int, dense: bool, fisher
         def row(i, carry):
             s, draws = carry
             flags = jax.tree.map(lambda a: a[i], schedule)
-
-            def one_pass(c):
-                s, search, _, _ = c
-                searching = ~search.done
-                key, k_search, k_move = jax.random.split(s.rng_key, 3)
-                current = s.adapt.step_size
-                trial = _trial_step_size(search, current)
-                # one kernel call: a trial (depth 1, the chain stays) or the row's transition
-                k = jnp.where(searching, jax.random.fold_in(k_search, search.trial), k_move)
-                at = s._replace(adapt=s.adapt._replace(step_size=jnp.where(searching, trial, current)))
-                new_hmc, new_adapt, draw = _transition(kernel, at, ld, k, flags, target_accept,
-                                                       jnp.where(searching, 1, max_depth), dense, fisher)
-                after, found = _after_trial(search, trial, draw.accept_stat, current)
-                restarted = _select(after.done, restart_dual_averaging(s.adapt, found, target_accept), s.adapt)
-                s = _select(searching, NUTSChainState(s.hmc, restarted, s.rng_key),
-                            NUTSChainState(new_hmc, new_adapt, key))
-                return s, _select(searching, after, search), draw, ~searching
-
-            no_search = Search(jnp.int32(0), s.adapt.step_size, jnp.int32(1), ~flags.reinit)
-            empty = jax.tree.map(lambda b: b[i], draws)
-            s, _, draw, _ = jax.lax.while_loop(lambda c: ~c[3], one_pass, (s, no_search, empty, jnp.bool_(False)))
+            s, draw = _iteration(kernel, s, ld, flags, target_accept, max_depth, dense, fisher,
+                                 jax.tree.map(lambda b: b[i], draws))
             return s, jax.tree.map(lambda b, d: b.at[i].set(d), draws, draw)
 
         n = jnp.sum(schedule.active.astype(jnp.int32))
@@ -191,15 +201,12 @@ def make_gibbs_step(logdensity_fn: Callable, gibbs_fn: Callable, max_depth: int,
     kernel = build_kernel(max_depth)
 
     def step(state: NUTSChainState, flags: Schedule, data, target_accept):
-        key, k_gibbs, k_heur, k_move = jax.random.split(state.rng_key, 4)
+        key, k_gibbs = jax.random.split(state.rng_key)
         extra = gibbs_fn(k_gibbs, state.hmc.position, data)
         ld = lambda x: logdensity_fn(x, (data, extra))  # noqa: E731
         fresh = hmc.init(state.hmc.position, ld)
-        s = state._replace(hmc=jax.tree.map(lambda n, o: n.astype(o.dtype), fresh, state.hmc))
-        adapt = jax.lax.cond(flags.reinit, lambda a: restart_step_size(k_heur, a, s.hmc, ld, target_accept),
-                             lambda a: a, s.adapt)
-        new_hmc, new_adapt, draw = _transition(kernel, s._replace(adapt=adapt), ld, k_move, flags, target_accept,
-                                               max_depth, dense, fisher)
-        return NUTSChainState(new_hmc, new_adapt, key), draw._replace(extra=extra)
+        s = NUTSChainState(jax.tree.map(lambda n, o: n.astype(o.dtype), fresh, state.hmc), state.adapt, key)
+        s, draw = _iteration(kernel, s, ld, flags, target_accept, max_depth, dense, fisher, _empty_draw(s))
+        return s, draw._replace(extra=extra)
 
     return step, None, None
