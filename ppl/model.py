@@ -121,7 +121,7 @@ class Model:
         programs = {}
 
         def find():
-            init = self._initial_points(lw, arrays, stream(seed, 1), chains, values=algorithm in ("nuts", "hmc"))[0]
+            init = self._initial_points(lw, arrays, stream(seed, 1), chains, values=algorithm != "gibbs")[0]
             if draws:
                 programs[chains * draws] = self._generate_program(lw, arrays, chains * draws)
             return init

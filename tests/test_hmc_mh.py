@@ -182,3 +182,28 @@ def test_an_hmc_row_that_restarts_searches_the_step_size_first(start):
     found = float(draws.stepsize[0])
     assert 0.05 < found < 8.0, found
     assert float(draws.stepsize[1]) == found and int(draws.n_leapfrog[0]) >= 1
+
+
+def test_the_mh_chunk_evaluates_the_density_at_one_site():
+    # The chain state carries the log density from its starting point, so the only evaluation in
+    # the compiled chunk is the proposal's (until 2026-12 each chunk also re-evaluated it at the
+    # carried position).
+    import jax
+    import jax.numpy as jnp
+    from blackjax.mcmc import random_walk as rw
+
+    from ppl.inference.adaptation import Schedule, init_adaptation_state
+    from ppl.inference.mh import MHChainState, make_mh_step
+    from ppl.inference.nuts import make_chunk_fn
+
+    @jax.jit
+    def log_density(x, data):
+        return -0.5 * (x ** 2).sum() * data
+
+    state = MHChainState(rw.RWState(jnp.zeros(2), jnp.zeros(())),
+                         jax.tree.map(lambda a: a[0], init_adaptation_state(1, 2, 1.0, False, np.float64)),
+                         jnp.array([0, 7], jnp.uint32))
+    on, off = np.array([True, False]), np.array([False, False])
+    rows = Schedule(active=np.array([True, True]), adapt=off, reinit=on, slow=off, window_end=off, warmup_end=off)
+    program = jax.make_jaxpr(make_chunk_fn(*make_mh_step(log_density, 2, False)))(state, rows, 1.0, np.float64(0.234))
+    assert _calls_of("log_density", program.jaxpr) == 1

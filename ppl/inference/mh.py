@@ -27,7 +27,9 @@ from blackjax.mcmc import random_walk as rw
 
 from ppl.inference.adaptation import (AdaptationState, Schedule, _like, build_schedule, init_adaptation_state,
                                      stan_windows, update_adaptation)
-from ppl.inference.chunks import all_finite, chain_keys, drive
+from ppl.inference.chunks import all_finite, as_data, chain_keys, drive
+from ppl.inference.nuts import density_at
+from ppl.inference.parallel import DeferredInit, StartingPoints
 from ppl.inference.nuts import SamplerResult
 
 __all__ = ["MHConfig", "MHChainState", "MHDraw", "make_mh_step", "sample_mh", "initial_scale"]
@@ -94,12 +96,10 @@ def mh_schedule(warmup: int, draws: int) -> Schedule:
 
 
 def make_mh_step(logdensity_fn: Callable, dim: int, dense: bool):
-    """One-chain MH iteration: ``(step, prepare, empty_out)`` for ``make_chunk_fn``."""
+    """One-chain MH iteration: ``(step, None, empty_out)`` for ``make_chunk_fn``. The chain state
+    carries the log density at its position (the starting points come with theirs), so the chunk
+    evaluates the density at one site, the proposal."""
     kernel = rw.build_additive_step()
-
-    def prepare(state: MHChainState, data, target_accept) -> MHChainState:
-        lp = logdensity_fn(state.rw.position, data)
-        return state._replace(rw=rw.RWState(state.rw.position, lp.astype(state.rw.logdensity.dtype)))
 
     def step(state: MHChainState, flags: Schedule, data, target_accept):
         ld = lambda x: logdensity_fn(x, data)  # noqa: E731
@@ -117,28 +117,41 @@ def make_mh_step(logdensity_fn: Callable, dim: int, dense: bool):
         z = jnp.zeros_like(state.rw.logdensity)
         return MHDraw(jnp.zeros_like(state.rw.position), z, z, z)
 
-    return step, prepare, empty_out
+    return step, None, empty_out
 
 
 def sample_mh(logdensity_fn: Callable, data, init_positions, key, config: MHConfig = MHConfig(),
               callback: Callable | None = None) -> SamplerResult:
-    """Run ``config.chains`` random-walk Metropolis chains on ``logdensity_fn(position, data)``."""
-    pos = np.asarray(init_positions, dtype=jax.dtypes.canonicalize_dtype(np.float64))
+    """Run ``config.chains`` random-walk Metropolis chains on ``logdensity_fn(position, data)`` from
+    ``init_positions``: (chains, dim) positions, :class:`~ppl.inference.parallel.StartingPoints`
+    or a :class:`~ppl.inference.parallel.DeferredInit` (searched for while XLA compiles)."""
+    dtype = jax.dtypes.canonicalize_dtype(np.float64)
+    deferred = isinstance(init_positions, DeferredInit)
+    given = init_positions.position if isinstance(init_positions, StartingPoints) else init_positions
+    pos = np.zeros(init_positions.shape, dtype) if deferred else np.asarray(given, dtype=dtype)
     if pos.ndim != 2 or pos.shape[0] != config.chains:
         raise ValueError(f"init_positions must have shape (chains={config.chains}, dim), got {pos.shape}")
     if not 0 < config.target_accept < 1:
         raise ValueError(f"target_accept must be in (0, 1), got {config.target_accept}")
     chains, dim = pos.shape
-    dtype = pos.dtype
-    carry = MHChainState(rw.RWState(pos, np.zeros(chains, dtype)),
-                         init_adaptation_state(chains, dim, initial_scale(dim), config.dense_mass, dtype),
-                         chain_keys(key, chains))
+    data = as_data(data)
+    keys = chain_keys(key, chains)
+
+    def state_at(start) -> MHChainState:
+        """The chains' states at ``start`` (positions, or StartingPoints with the density there)."""
+        if not isinstance(start, StartingPoints):
+            start = density_at(logdensity_fn, data, np.asarray(start, dtype))
+        return MHChainState(rw.RWState(np.asarray(start.position, dtype), np.asarray(start.logdensity, dtype)),
+                            init_adaptation_state(chains, dim, initial_scale(dim), config.dense_mass, dtype), keys)
+
+    carry = state_at(StartingPoints(pos, np.zeros(chains, dtype), pos)) if deferred else state_at(init_positions)
+    start = (lambda: state_at(init_positions.find())) if deferred else None
     dense = bool(config.dense_mass)
     run = drive("mh", lambda: make_mh_step(logdensity_fn, dim, dense), logdensity_fn, data, carry,
                 np.asarray(config.target_accept, dtype), warmup=int(config.warmup), draws=int(config.draws),
                 chunk_size=int(config.chunk_size), thin=int(config.thin), static=(dense,), callback=callback,
                 schedule=mh_schedule(int(config.warmup), int(config.draws)), devices=config.devices,
-                draw_type=MHDraw)
+                draw_type=MHDraw, start=start)
     stats = {"lp__": run.draws.lp, "accept_stat__": run.draws.accept_stat, "stepsize__": run.draws.stepsize}
     return SamplerResult(positions=np.asarray(run.draws.position), stats={k: np.asarray(v) for k, v in stats.items()},
                          warmup_divergences=0, step_size=np.asarray(run.carry.adapt.step_size),

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from ppl.inference.nuts import SamplerResult
-from ppl.inference.parallel import DeferredInit
 
 ALGORITHMS = ("nuts", "hmc", "mh", "gibbs")
 DEFAULT_TARGET = {"nuts": 0.8, "hmc": 0.8, "mh": 0.234, "gibbs": 0.8}
@@ -22,7 +21,7 @@ def run_mcmc(algorithm: str, logdensity_fn: Callable, data, init, key, *, chains
              shard_data: bool = False, restart_stuck: bool = True, fisher_mass: bool = False,
              call_seconds: Optional[float] = None) -> SamplerResult:
     """Run ``algorithm`` on ``logdensity_fn(u, data)`` from ``init`` (chains, dim), which may be a
-    ``DeferredInit`` (NUTS, Gibbs and HMC search for it while XLA compiles their chunk)."""
+    ``DeferredInit`` (every algorithm searches for it while XLA compiles its chunk)."""
     check_algorithm(algorithm)
     if fisher_mass and algorithm not in ("nuts", "gibbs"):
         raise ValueError(f"the fisher mass matrix is adapted for nuts and gibbs, not {algorithm}; "
@@ -42,12 +41,10 @@ def run_mcmc(algorithm: str, logdensity_fn: Callable, data, init, key, *, chains
     if shard_data:
         raise ValueError("--shard-data is supported by nuts and gibbs")
     common["devices"] = devices
-    if algorithm == "hmc":      # HMC, as NUTS, searches for its starting points while XLA compiles
+    if algorithm == "hmc":
         from ppl.inference.hmc import HMCConfig, sample_hmc
         extra = {"path_length": float(path_length)} if path_length is not None else {}
         config = HMCConfig(num_steps=num_steps, max_steps=2 ** max_depth, **extra, **common)
         return sample_hmc(logdensity_fn, data, init, key, config, callback)
-    if isinstance(init, DeferredInit):
-        init = init.find()
     from ppl.inference.mh import MHConfig, sample_mh
     return sample_mh(logdensity_fn, data, init, key, MHConfig(**common), callback)
