@@ -270,7 +270,9 @@ def _start_distributed(args) -> None:
             jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
                                        process_id=args.process_id)
     except (RuntimeError, ValueError) as err:
-        raise ValueError(f"could not join the distributed run: {err}".strip()) from None
+        hint = (" (--distributed needs a cluster jax.distributed recognises, such as SLURM or Open MPI; "
+                "elsewhere give --coordinator HOST:PORT --num-processes P --process-id I)") if args.distributed else ""
+        raise ValueError(f"could not join the distributed run: {str(err).strip()}{hint}") from None
     if args.output and jax.process_count() > 1:
         root, ext = os.path.splitext(args.output)
         args.output = f"{root}.process{jax.process_index()}{ext}"

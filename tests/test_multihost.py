@@ -98,3 +98,15 @@ def test_two_processes_sample_their_own_chains_and_combine(tmp_path):
     mu = both["mu"]
     assert abs(mu.mean() - POST_MEAN) < 4 * mcse_mean(mu) + 0.01
     assert abs(mu.std() / POST_SD - 1) < 0.15
+
+
+def test_distributed_outside_a_cluster_says_what_to_give(tmp_path):
+    # (a separate process: jax.distributed's state is process-wide)
+    (tmp_path / "m.gm").write_text(MODEL)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    for k in [k for k in env if k.startswith(("SLURM_", "OMPI_", "PMI_"))]:
+        del env[k]
+    out = subprocess.run([sys.executable, "-m", "ppl.cli", "sample", "m.gm", "--distributed", "-q"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "could not join the distributed run" in out.stderr and "--coordinator HOST:PORT" in out.stderr
