@@ -5,6 +5,7 @@ import pytest
 from scipy import stats
 
 import ppl
+from jaxpr_calls import calls_of
 from mcse import assert_mean, assert_sd
 
 CONJUGATE = """
@@ -132,19 +133,6 @@ def _hmc_chunk_inputs(log_density, dim, step_size=1.0, reinit_first=True):
     return state, rows, params
 
 
-def _calls_of(name, jaxpr):
-    from jax.extend.core import ClosedJaxpr, Jaxpr
-
-    found = 0
-    for eqn in jaxpr.eqns:
-        found += eqn.primitive.name in ("pjit", "jit") and eqn.params.get("name") == name
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, (tuple, list)) else (value,):
-                if isinstance(sub, (ClosedJaxpr, Jaxpr)):
-                    found += _calls_of(name, sub.jaxpr if isinstance(sub, ClosedJaxpr) else sub)
-    return found
-
-
 def test_the_hmc_chunk_evaluates_the_density_at_one_site():
     # As the NUTS chunk: Stan's step-size heuristic runs through the kernel's one call (one
     # leapfrog step), and the chain state carries the density, so the compiled program holds one
@@ -162,7 +150,7 @@ def test_the_hmc_chunk_evaluates_the_density_at_one_site():
     state, rows, params = _hmc_chunk_inputs(lambda x: log_density(x, 1.0), 2)
     chunk = make_chunk_fn(*make_hmc_step(log_density, 64, False))
     program = jax.make_jaxpr(chunk)(state, rows, 1.0, params)
-    assert _calls_of("log_density", program.jaxpr) == 2
+    assert calls_of("log_density", program.jaxpr) == 2
 
 
 @pytest.mark.parametrize("start", [1e-3, 1e3])
@@ -206,4 +194,4 @@ def test_the_mh_chunk_evaluates_the_density_at_one_site():
     on, off = np.array([True, False]), np.array([False, False])
     rows = Schedule(active=np.array([True, True]), adapt=off, reinit=on, slow=off, window_end=off, warmup_end=off)
     program = jax.make_jaxpr(make_chunk_fn(*make_mh_step(log_density, 2, False)))(state, rows, 1.0, np.float64(0.234))
-    assert _calls_of("log_density", program.jaxpr) == 1
+    assert calls_of("log_density", program.jaxpr) == 1

@@ -19,6 +19,7 @@ import ppl  # noqa: F401  (float64)
 from ppl.inference import nuts
 from ppl.inference.adaptation import build_schedule, stan_windows
 from ppl.inference.nuts import NUTSConfig, Progress, sample_nuts
+from jaxpr_calls import calls_of
 
 
 def gauss_ld(x, data):
@@ -297,20 +298,6 @@ def test_a_tree_of_depth_one_is_the_step_size_heuristic_s_leapfrog_step():
     assert min(seen) < 0.8 < max(seen)   # the step sizes straddle the heuristic's threshold
 
 
-def _calls_of(name, jaxpr):
-    """The equations of ``jaxpr`` (nested ones included) that call the jitted function ``name``."""
-    from jax.extend.core import ClosedJaxpr, Jaxpr
-
-    found = 0
-    for eqn in jaxpr.eqns:
-        found += eqn.primitive.name in ("pjit", "jit") and eqn.params.get("name") == name
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, (tuple, list)) else (value,):
-                if isinstance(sub, (ClosedJaxpr, Jaxpr)):
-                    found += _calls_of(name, sub.jaxpr if isinstance(sub, ClosedJaxpr) else sub)
-    return found
-
-
 def test_the_chunk_evaluates_the_density_at_one_site():
     # Each place the chunk evaluates the log density and its gradient is a copy of them in the
     # compiled program (two calls of the jitted density: the forward pass and its transpose).
@@ -332,7 +319,7 @@ def test_the_chunk_evaluates_the_density_at_one_site():
                                jnp.zeros(2, jnp.uint32))
         rows = pad_schedule(build_schedule(20, 10), 0, 32)
         program = jax.make_jaxpr(chunk)(state, rows, gauss_data(np.eye(2)), 0.8)
-        assert _calls_of("log_density", program.jaxpr) == 2, dense
+        assert calls_of("log_density", program.jaxpr) == 2, dense
 
 
 @pytest.mark.parametrize("start", [1e-3, 1e3])
@@ -403,4 +390,4 @@ def test_the_gibbs_step_evaluates_the_density_at_two_sites():
                            jax.tree.map(lambda a: a[0], init_adaptation_state(1, 2, 1.0, False, np.float64)),
                            jnp.zeros(2, jnp.uint32))
     program = jax.make_jaxpr(chunk)(state, pad_schedule(build_schedule(20, 10), 0, 32), gauss_data(np.eye(2)), 0.8)
-    assert _calls_of("log_density", program.jaxpr) == 4
+    assert calls_of("log_density", program.jaxpr) == 4
