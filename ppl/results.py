@@ -240,6 +240,7 @@ def combine(posteriors, names=None) -> Posterior:
         if post.num_draws != first.num_draws:
             raise ValueError(f"{name} has {post.num_draws} draws per chain but {names[0]} has "
                              f"{first.num_draws}; run every process with the same number of draws")
+    _warn_repeated_chains(runs, names)
     stats = [k for k in first.stats if all(k in p.stats for p in runs)]
     meta = dict(first.meta)
     meta["combined_runs"] = len(runs)
@@ -248,6 +249,25 @@ def combine(posteriors, names=None) -> Posterior:
         stats={k: np.concatenate([p.stats[k] for p in runs]) for k in stats},
         kind=first.kind, completed=all(p.completed for p in runs), meta=meta,
         observed=first.observed, constant_data=first.constant_data)
+
+
+def _warn_repeated_chains(runs, names) -> None:
+    """A chain that appears twice (a run combined with itself, or two hosts with the same seed
+    outside a ``jax.distributed`` run) would pass for independent draws: warn."""
+    import warnings
+
+    from .model import ModelWarning
+    seen = {}
+    for name, post in zip(names, runs):
+        flat = np.concatenate([a.reshape(a.shape[0], -1) for a in post.draws.values()], axis=1) \
+            if post.draws else np.zeros((post.num_chains, 0))
+        for c, row in enumerate(flat):
+            key = row.tobytes()
+            if key in seen and row.size:
+                warnings.warn(f"chain {c + 1} of {name} repeats chain {seen[key][1] + 1} of {seen[key][0]}: "
+                              "combine runs made with different seeds", ModelWarning, stacklevel=3)
+                return
+            seen[key] = (name, c)
 
 
 # --------------------------------------------------------------------------- Summary

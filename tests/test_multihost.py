@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,9 @@ def _run(n_chains, n_draws, seed, value=0.0, stats=True):
 
 def test_combine_stacks_chains_in_order():
     a, b = _run(2, 50, 0), _run(3, 50, 1, stats=False)
-    both = combine([a, b])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")       # distinct chains: nothing to warn about
+        both = combine([a, b])
     assert both.num_chains == 5 and both.num_draws == 50
     np.testing.assert_array_equal(both["mu"][:2], a["mu"])
     np.testing.assert_array_equal(both["theta"][2:], b["theta"])
@@ -110,3 +113,11 @@ def test_distributed_outside_a_cluster_says_what_to_give(tmp_path):
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "could not join the distributed run" in out.stderr and "--coordinator HOST:PORT" in out.stderr
+
+
+def test_combine_warns_when_a_chain_repeats():
+    from ppl.model import ModelWarning
+
+    a = _run(2, 50, 0)
+    with pytest.warns(ModelWarning, match="chain 1 of b.json repeats chain 1 of a.json"):
+        combine([a, a], names=["a.json", "b.json"])
