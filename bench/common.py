@@ -122,6 +122,7 @@ CONFIGS = {
     "ppl": ({"system": "ppl"}, "ppl (default: a chain per host device)"),
     "ppl-vec": ({"system": "ppl"}, "ppl, chains vmapped on one device (PPL_HOST_DEVICES=1)"),
     "ppl-fisher": ({"system": "ppl", "mass_matrix": "fisher"}, "ppl, mass_matrix=\"fisher\" (nutpie's diagonal)"),
+    "ppl-lowrank": ({"system": "ppl", "mass_matrix": "lowrank"}, "ppl, mass_matrix=\"lowrank\" (nutpie's low-rank)"),
     # ppl without the sufficient-statistics rewrite of Gaussian linear likelihoods (ppl.suffstats)
     "ppl-rows": ({"system": "ppl"}, "ppl, Gaussian likelihoods row by row (PPL_SUFFSTATS=0)"),
     "numpyro-vec": ({"system": "numpyro", "chain_method": "vectorized"}, "NumPyro vectorized"),

@@ -55,9 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--target-accept", type=float, default=None, help="default 0.8 (0.234 for mh)")
     s.add_argument("--max-depth", type=int, default=10, help="NUTS tree depth (hmc: at most 2^depth steps)")
     s.add_argument("--dense", action="store_true", help="adapt a dense mass matrix (mh: proposal covariance)")
-    s.add_argument("--mass-matrix", choices=("diag", "dense", "fisher"), default=None,
-                   help="diag (default: Stan's window variances), dense (= --dense), or fisher (nuts, gibbs: "
-                        "diagonal from sqrt(Var[x] / Var[grad log p]), as nutpie)")
+    s.add_argument("--mass-matrix", choices=("diag", "dense", "fisher", "lowrank"), default=None,
+                   help="diag (default: Stan's window variances), dense (= --dense), fisher (nuts, gibbs: "
+                        "diagonal from sqrt(Var[x] / Var[grad log p]), as nutpie) or lowrank (nuts, gibbs: "
+                        "nutpie's low-rank metric)")
     s.add_argument("--path-length", type=float, default=None, help="hmc: integration time (default 2)")
     s.add_argument("--num-steps", type=int, default=None, help="hmc: fixed number of leapfrog steps")
 

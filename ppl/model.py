@@ -23,6 +23,10 @@ from .arviz_export import data_groups
 from .results import Posterior
 
 
+MASS_MATRICES = ("diag", "dense", "fisher", "lowrank")
+LOW_RANK = 10   # nutpie's default rank
+
+
 class ModelWarning(UserWarning):
     """Something in a model or its data that is probably a mistake."""
 
@@ -84,15 +88,17 @@ class Model:
         than e^-20 of the best chain's mass continues from that chain's state (reported in the
         warnings; see ``ppl.inference.stuck``). ``target_accept`` defaults to 0.8
         (0.234 for "mh"); ``dense_mass`` adapts a dense mass matrix (proposal covariance for mh).
-        ``mass_matrix``: "diag" (default: Stan's window variances), "dense" (= ``dense_mass``) or
+        ``mass_matrix``: "diag" (default: Stan's window variances), "dense" (= ``dense_mass``),
         "fisher" (NUTS, Gibbs: a diagonal from sqrt(Var[x] / Var[grad log p]) per window, as
         nutpie; fewer gradients per effective draw on hierarchical models, more on mixtures;
-        bench/README.md has the measurements)."""
+        bench/README.md has the measurements) or "lowrank" (NUTS, Gibbs: nutpie's low-rank metric,
+        diag(sigma) (I + U (lam - 1) U^T) diag(sigma) with at most 10 directions, from each slow
+        window's positions and gradients; the longest window's draws are kept during warm-up)."""
         from .inference.samplers import check_algorithm, run_mcmc
         check_algorithm(algorithm)
         mass_matrix = "dense" if dense_mass and mass_matrix is None else (mass_matrix or "diag")
-        if mass_matrix not in ("diag", "dense", "fisher") or (dense_mass and mass_matrix != "dense"):
-            raise ValueError(f"mass_matrix must be 'diag', 'dense' or 'fisher' (got {mass_matrix!r}"
+        if mass_matrix not in MASS_MATRICES or (dense_mass and mass_matrix != "dense"):
+            raise ValueError(f"mass_matrix must be 'diag', 'dense', 'fisher' or 'lowrank' (got {mass_matrix!r}"
                              + (" with dense_mass=True" if dense_mass else "") + ")")
         dense_mass = mass_matrix == "dense"
         _check_counts(chains=chains, draws=draws, warmup=warmup)
@@ -135,7 +141,8 @@ class Model:
                        target_accept=target_accept, max_depth=max_depth, dense_mass=dense_mass,
                        path_length=path_length, num_steps=num_steps, callback=progress, gibbs_fn=gibbs,
                        devices=devices, shard_data=shard_data, restart_stuck=restart_stuck,
-                       fisher_mass=mass_matrix == "fisher", call_seconds=CALL_SECONDS if adaptive else None)
+                       fisher_mass=mass_matrix == "fisher", low_rank=LOW_RANK if mass_matrix == "lowrank" else 0,
+                       call_seconds=CALL_SECONDS if adaptive else None)
         out, gen_compile, gen_s = self._outputs(lw, arrays, res.positions, stream(seed, 3), programs)
         # compile_s: the time before the first iteration (the search included) and for the outputs' program
         timings = {"compile_s": res.compile_s + gen_compile, "warmup_s": res.warmup_s,

@@ -81,6 +81,8 @@ def test_mass_matrix_choices_are_checked():
         model.sample(DATA, chains=2, warmup=20, draws=20, dense_mass=True, mass_matrix="fisher")
     with pytest.raises(ValueError, match="fisher mass matrix is adapted for nuts and gibbs, not mh"):
         model.sample(DATA, chains=2, warmup=20, draws=20, algorithm="mh", mass_matrix="fisher")
+    with pytest.raises(ValueError, match="lowrank mass matrix is adapted for nuts and gibbs, not hmc"):
+        model.sample(DATA, chains=2, warmup=20, draws=20, algorithm="hmc", mass_matrix="lowrank")
 
 
 # ---------------------------------------------------------------- ancestral simulation

@@ -31,8 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 from blackjax.adaptation.mass_matrix import (MassMatrixAdaptationState, WelfordAlgorithmState, mass_matrix_adaptation,
                                              welford_algorithm)
-from blackjax.adaptation.metric_estimators import fisher_score_diagonal_from_moments
+from blackjax.adaptation.metric_estimators import _compute_low_rank_metric, fisher_score_diagonal_from_moments
 from blackjax.adaptation.step_size import DualAveragingAdaptationState, dual_averaging_adaptation
+from blackjax.mcmc.metrics import LowRankInverseMassMatrix
 
 __all__ = [
     "Schedule",
@@ -41,6 +42,9 @@ __all__ = [
     "build_schedule",
     "pad_schedule",
     "init_adaptation_state",
+    "LowRankBuffer",
+    "low_rank_buffer_size",
+    "dense_inverse_mass_matrix",
     "restart_dual_averaging",
     "update_adaptation",
 ]
@@ -146,24 +150,56 @@ class AdaptationState(NamedTuple):
     step_size: jax.Array  # () step size used by the next transition
     mm: MassMatrixAdaptationState  # inverse mass matrix + Welford accumulator of positions
     da: DualAveragingAdaptationState  # dual-averaging state
-    grads: WelfordAlgorithmState | None = None  # Welford accumulator of gradients: the "fisher" metric only
+    # gradients: a Welford accumulator (the "fisher" metric) or a window's buffer ("lowrank")
+    grads: "WelfordAlgorithmState | LowRankBuffer | None" = None
+
+
+class LowRankBuffer(NamedTuple):
+    """The current slow window's positions and gradients, for the low-rank metric."""
+
+    draws: jax.Array   # (B, dim), the first ``count`` rows filled
+    grads: jax.Array   # (B, dim)
+    count: jax.Array   # ()
+
+
+LOW_RANK_GAMMA, LOW_RANK_CUTOFF = 1e-5, 2.0   # nutpie's defaults (BlackJAX's too)
+
+
+def low_rank_buffer_size(schedule: Schedule) -> int:
+    """The longest slow window of ``schedule``: the rows a low-rank buffer needs."""
+    longest = run = 0
+    for slow, end in zip(np.asarray(schedule.slow), np.asarray(schedule.window_end)):
+        run = run + 1 if slow else 0
+        longest = max(longest, run)
+        if end:
+            run = 0
+    return max(longest, 1)
 
 
 def init_adaptation_state(chains: int, dim: int, step_size: float, dense: bool, dtype,
-                          fisher: bool = False) -> AdaptationState:
+                          fisher: bool = False, low_rank: int = 0, buffer: int = 0) -> AdaptationState:
     """Initial adaptation state for ``chains`` chains, built in numpy (no device work). ``fisher``
     adds the gradient accumulator of :func:`update_adaptation`'s gradient-informed metric (the
-    other metrics do not carry it through every iteration)."""
+    other metrics do not carry it through every iteration); ``low_rank=k`` (with ``buffer``, the
+    longest slow window: :func:`low_rank_buffer_size`) starts nutpie's low-rank metric of rank at
+    most k from the identity, with a buffer of one window's positions and gradients."""
     dtype = np.dtype(dtype)
     itype = np.dtype(jax.dtypes.canonicalize_dtype(np.int64))
     eps = np.full((chains,), step_size, dtype=dtype)
-    if dense:
-        imm = np.broadcast_to(np.eye(dim, dtype=dtype), (chains, dim, dim)).copy()
+    wc = WelfordAlgorithmState(np.zeros((chains, dim), dtype), np.zeros((chains, dim, dim) if dense else (chains, dim),
+                                                                         dtype), np.zeros(chains, itype))
+    if low_rank:
+        k = max(1, min(int(low_rank), dim))
+        # U = 0 and lam = 1: M^-1 = diag(sigma^2) = I until the first slow window ends
+        imm = LowRankInverseMassMatrix(np.ones((chains, dim), dtype), np.zeros((chains, dim, k), dtype),
+                                       np.ones((chains, k), dtype))
+        wg = LowRankBuffer(np.zeros((chains, buffer, dim), dtype), np.zeros((chains, buffer, dim), dtype),
+                           np.zeros(chains, itype))
     else:
-        imm = np.ones((chains, dim), dtype=dtype)
-    wc = WelfordAlgorithmState(np.zeros((chains, dim), dtype), np.zeros_like(imm), np.zeros(chains, itype))
-    wg = (WelfordAlgorithmState(np.zeros((chains, dim), dtype), np.zeros((chains, dim), dtype),
-                                np.zeros(chains, itype)) if fisher and not dense else None)
+        imm = np.broadcast_to(np.eye(dim, dtype=dtype), (chains, dim, dim)).copy() if dense else \
+            np.ones((chains, dim), dtype=dtype)
+        wg = (WelfordAlgorithmState(np.zeros((chains, dim), dtype), np.zeros((chains, dim), dtype),
+                                    np.zeros(chains, itype)) if fisher and not dense else None)
     da = DualAveragingAdaptationState(
         np.log(eps), np.zeros_like(eps), np.ones(chains, itype), np.zeros_like(eps), np.log(10 * eps)
     )
@@ -201,6 +237,10 @@ def update_adaptation(
 
     da = _select(flags.adapt, _like(da_update(adapt.da, accept_stat), adapt.da), adapt.da)
     step_size = jnp.where(flags.adapt, jnp.exp(da.log_step_size), adapt.step_size)
+    if isinstance(adapt.grads, LowRankBuffer):
+        mm, grads = _update_low_rank(adapt.mm, adapt.grads, flags, position, grad)
+        step_size = jnp.where(flags.warmup_end, jnp.exp(da.log_step_size_avg), step_size)
+        return AdaptationState(step_size.astype(adapt.step_size.dtype), mm, da, grads)
     mm = _select(flags.slow, _like(mm_update(adapt.mm, position), adapt.mm), adapt.mm)
     grads = adapt.grads
     if grad is not None and not dense:
@@ -220,3 +260,35 @@ def update_adaptation(
         mm = _select(flags.window_end, _like(mm_final(mm), mm), mm)
     step_size = jnp.where(flags.warmup_end, jnp.exp(da.log_step_size_avg), step_size)
     return AdaptationState(step_size.astype(adapt.step_size.dtype), mm, da, grads)
+
+
+def _update_low_rank(mm: MassMatrixAdaptationState, buf: LowRankBuffer, flags, position, grad):
+    """nutpie's low-rank metric (Seyboldt et al.; BlackJAX's estimator): a slow iteration adds its
+    position and gradient to the window's buffer; a window's end computes the metric from them
+    (under a ``cond``: an eigendecomposition, not paid at the other iterations) and empties it."""
+    # one row written in place (a select over the whole buffer would cost B x dim per iteration)
+    rows = buf.draws.shape[0]
+    i = jnp.minimum(buf.count, rows - 1)
+    keep = lambda b, new: jnp.where(flags.slow, new.astype(b.dtype), b[i])  # noqa: E731
+    buf = LowRankBuffer(buf.draws.at[i].set(keep(buf.draws, position)), buf.grads.at[i].set(keep(buf.grads, grad)),
+                        jnp.where(flags.slow, jnp.minimum(buf.count + 1, rows), buf.count).astype(buf.count.dtype))
+    k = mm.inverse_mass_matrix.lam.shape[0]
+
+    def estimate(b):
+        sigma, _, U, lam = _compute_low_rank_metric(b.draws, b.grads, b.count, k, LOW_RANK_GAMMA, LOW_RANK_CUTOFF)
+        return _like(LowRankInverseMassMatrix(sigma, U, lam), mm.inverse_mass_matrix)
+
+    imm = jax.lax.cond(flags.window_end, estimate, lambda b: mm.inverse_mass_matrix, buf)
+    buf = buf._replace(count=jnp.where(flags.window_end, jnp.zeros_like(buf.count), buf.count))
+    return MassMatrixAdaptationState(imm, mm.wc_state), buf
+
+
+def dense_inverse_mass_matrix(imm) -> np.ndarray:
+    """The adapted inverse mass matrices as numpy, (chains, dim) or (chains, dim, dim); a low-rank
+    one as its dense equivalent diag(sigma) (I + U (lam - 1) U^T) diag(sigma)."""
+    if not isinstance(imm, LowRankInverseMassMatrix):
+        return np.asarray(imm)
+    sigma, U, lam = (np.asarray(a) for a in imm)
+    eye = np.eye(sigma.shape[-1])
+    inner = eye + np.einsum("cik,ck,cjk->cij", U, lam - 1.0, U)
+    return sigma[:, :, None] * inner * sigma[:, None, :]

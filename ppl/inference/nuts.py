@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from blackjax.mcmc import hmc
 
-from ppl.inference.adaptation import build_schedule, init_adaptation_state, pad_schedule
+from ppl.inference.adaptation import (build_schedule, dense_inverse_mass_matrix, init_adaptation_state,
+                                      low_rank_buffer_size, pad_schedule)
 from ppl.inference.nuts_step import NUTSChainState, NUTSDraw, all_finite, make_gibbs_step, make_nuts_chunk
 from ppl.inference.parallel import (DeferredInit, StartingPoints, chain_devices, compile_chunk, density_data_size,
                                    density_jaxpr, distribute, place, place_chains)
@@ -57,6 +58,7 @@ class NUTSConfig(NamedTuple):
     init_step_size: float = 1.0  # start of Stan's step-size heuristic
     dense_mass: bool = False
     fisher_mass: bool = False  # diagonal metric from sqrt(Var[x] / Var[grad]) (adaptation.update_adaptation)
+    low_rank: int = 0  # > 0: nutpie's low-rank metric of at most this rank (adaptation._update_low_rank)
     thin: int = 1
     devices: int | None = None  # chains split across this many devices; None: chain_devices decides
     shard_data: bool = False  # also split data arrays along their first axis (large N)
@@ -277,6 +279,8 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
         config.max_depth,
         bool(config.dense_mass),
         bool(config.fisher_mass),
+        int(config.low_rank),
+        tuple(np.shape(carry.adapt.grads.draws)) if int(config.low_rank) else (),
         jax.config.jax_enable_x64,
         tuple(d.id for d in devices),
         bool(config.shard_data),
@@ -387,7 +391,8 @@ def sample_nuts(
     def state_at(start: StartingPoints) -> NUTSChainState:
         return NUTSChainState(
             hmc.HMCState(*(np.asarray(a, dtype) for a in start)),
-            init_adaptation_state(chains, dim, config.init_step_size, config.dense_mass, dtype, config.fisher_mass),
+            init_adaptation_state(chains, dim, config.init_step_size, config.dense_mass, dtype, config.fisher_mass,
+                                  config.low_rank, low_rank_buffer_size(build_schedule(config.warmup, config.draws))),
             keys,
         )
 
@@ -439,7 +444,7 @@ def sample_nuts(
         stats=stats,
         warmup_divergences=record.warmup_div,
         step_size=np.asarray(carry.adapt.step_size),
-        inverse_mass_matrix=np.asarray(carry.adapt.mm.inverse_mass_matrix),
+        inverse_mass_matrix=dense_inverse_mass_matrix(carry.adapt.mm.inverse_mass_matrix),
         completed=completed,
         compile_s=compile_s,
         warmup_s=record.warmup_s,

@@ -34,7 +34,8 @@ import jax
 import jax.numpy as jnp
 from blackjax.mcmc import hmc, metrics
 
-from ppl.inference.adaptation import AdaptationState, Schedule, _select, restart_dual_averaging, update_adaptation
+from ppl.inference.adaptation import (AdaptationState, LowRankBuffer, Schedule, _select, restart_dual_averaging,
+                                      update_adaptation)
 from ppl.inference.nuts_kernel import build_kernel
 
 __all__ = ["NUTSChainState", "NUTSDraw", "all_finite", "make_nuts_chunk", "make_gibbs_step", "MAX_TRIALS"]
@@ -92,7 +93,7 @@ def _transition(kernel, state: NUTSChainState, ld, key, flags: Schedule, target_
     # A rejected non-finite proposal keeps the old state: report its energy.
     old_energy = -state.hmc.logdensity + metrics.default_metric(imm).kinetic_energy(info.momentum)
     new_adapt = update_adaptation(state.adapt, flags, new_hmc.position, accept, target_accept, dense,
-                                  new_hmc.logdensity_grad if fisher else None)
+                                  new_hmc.logdensity_grad if fisher or isinstance(state.adapt.grads, LowRankBuffer) else None)
     draw = NUTSDraw(
         position=new_hmc.position,
         lp=new_hmc.logdensity,

@@ -18,13 +18,14 @@ def run_mcmc(algorithm: str, logdensity_fn: Callable, data, init, key, *, chains
              chunk_size: int, target_accept: Optional[float] = None, max_depth: int = 10, dense_mass: bool = False,
              path_length: Optional[float] = None, num_steps: Optional[int] = None, thin: int = 1,
              callback: Optional[Callable] = None, gibbs_fn: Optional[Callable] = None, devices: Optional[int] = None,
-             shard_data: bool = False, restart_stuck: bool = True, fisher_mass: bool = False,
+             shard_data: bool = False, restart_stuck: bool = True, fisher_mass: bool = False, low_rank: int = 0,
              call_seconds: Optional[float] = None) -> SamplerResult:
     """Run ``algorithm`` on ``logdensity_fn(u, data)`` from ``init`` (chains, dim), which may be a
     ``DeferredInit`` (every algorithm searches for it while XLA compiles its chunk)."""
     check_algorithm(algorithm)
-    if fisher_mass and algorithm not in ("nuts", "gibbs"):
-        raise ValueError(f"the fisher mass matrix is adapted for nuts and gibbs, not {algorithm}; "
+    if (fisher_mass or low_rank) and algorithm not in ("nuts", "gibbs"):
+        raise ValueError(f"the {'fisher' if fisher_mass else 'lowrank'} mass matrix is adapted for nuts and gibbs, "
+                         f"not {algorithm}; "
                          "use diag or dense")
     target = DEFAULT_TARGET[algorithm] if target_accept is None else float(target_accept)
     if not 0 < target < 1:
@@ -34,7 +35,7 @@ def run_mcmc(algorithm: str, logdensity_fn: Callable, data, init, key, *, chains
     if algorithm in ("nuts", "gibbs"):       # gibbs: NUTS on the continuous state within exact Gibbs sweeps
         from ppl.inference.nuts import NUTSConfig, sample_nuts
         config = NUTSConfig(max_depth=max_depth, devices=devices, shard_data=bool(shard_data),
-                            restart_stuck=bool(restart_stuck), fisher_mass=bool(fisher_mass),
+                            restart_stuck=bool(restart_stuck), fisher_mass=bool(fisher_mass), low_rank=int(low_rank),
                             call_seconds=call_seconds, **common)
         return sample_nuts(logdensity_fn, data, init, key, config, callback,
                            gibbs_fn=gibbs_fn if algorithm == "gibbs" else None)

@@ -3,7 +3,8 @@
 Every parameter in reference.json is compared: mean within 4 * sqrt(mcse_ours^2 + mcse_ref^2)
 (plus a small floor), and sd within its Monte Carlo standard error. A quick subset runs by
 default; `pytest -m slow tests/posteriordb` runs them all. Each model runs with Stan's mass-matrix
-adaptation (the default) and with the gradient-informed ("fisher") one."""
+adaptation (the default), with the gradient-informed diagonal ("fisher") and with nutpie's
+low-rank metric ("lowrank")."""
 import json
 import os
 import re
@@ -36,7 +37,7 @@ def _params(name, mass):
     return pytest.param(name, mass, marks=marks, id=name if mass == "diag" else f"{name}-{mass}")
 
 
-@pytest.mark.parametrize("name,mass", [_params(n, m) for m in ("diag", "fisher") for n in MODELS])
+@pytest.mark.parametrize("name,mass", [_params(n, m) for m in ("diag", "fisher", "lowrank") for n in MODELS])
 @pytest.mark.filterwarnings("ignore:data `.*` matches nothing in the model")   # posteriordb's extra fields
 def test_reference_posterior(name, mass):
     folder = os.path.join(SHARED, "posteriordb", name)
