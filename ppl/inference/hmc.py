@@ -21,11 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 from blackjax.mcmc import hmc, metrics
 
-from ppl.inference.adaptation import (AdaptationState, Schedule, _select, init_adaptation_state,
-                                      restart_dual_averaging, update_adaptation)
+from ppl.inference.adaptation import AdaptationState, Schedule, _select, init_adaptation_state, update_adaptation
 from ppl.inference.chunks import all_finite, as_data, chain_keys, drive
 from ppl.inference.nuts import SamplerResult, density_at
-from ppl.inference.nuts_step import Search, _after_trial, _trial_step_size
+from ppl.inference.nuts_step import search_then_move
 from ppl.inference.parallel import DeferredInit, StartingPoints
 
 __all__ = ["HMCConfig", "HMCChainState", "HMCDraw", "make_hmc_step", "sample_hmc"]
@@ -94,16 +93,11 @@ def make_hmc_step(logdensity_fn: Callable, max_steps: int, dense: bool):
     def step(state: HMCChainState, flags: Schedule, data, params: HMCParams):
         ld = lambda x: logdensity_fn(x, data)  # noqa: E731
 
-        def one_pass(c):
-            s, search, _, _ = c
-            searching = ~search.done
-            key, k_search, k_len, k_trans = jax.random.split(s.rng_key, 4)
-            current, imm = s.adapt.step_size, s.adapt.mm.inverse_mass_matrix
-            trial = _trial_step_size(search, current)
-            eps = jnp.where(searching, trial, current)
-            n = jnp.where(searching, 1, num_leapfrog(k_len, current, params, max_steps))
-            k = jnp.where(searching, jax.random.fold_in(k_search, search.trial), k_trans)
-            proposal, info = kernel(k, s.hmc, ld, eps, imm, n)
+        def move(s, key, eps, searching):
+            k_len, k_trans = jax.random.split(key)
+            imm = s.adapt.mm.inverse_mass_matrix
+            n = jnp.where(searching, 1, num_leapfrog(k_len, s.adapt.step_size, params, max_steps))
+            proposal, info = kernel(k_trans, s.hmc, ld, eps, imm, n)
             ok = all_finite(proposal)
             new = _select(ok, proposal, s.hmc)
             accept = jnp.where(ok & jnp.isfinite(info.acceptance_rate), info.acceptance_rate, 0.0).astype(eps.dtype)
@@ -112,16 +106,10 @@ def make_hmc_step(logdensity_fn: Callable, max_steps: int, dense: bool):
             energy = jnp.where(moved, info.energy, old_energy).astype(eps.dtype)
             out = HMCDraw(new.position, new.logdensity, accept, eps, (n * eps).astype(eps.dtype), n,
                           info.is_divergent | ~ok, energy)
-            after, found = _after_trial(search, trial, accept, current)
-            restarted = _select(after.done, restart_dual_averaging(s.adapt, found, params.target_accept), s.adapt)
             new_adapt = update_adaptation(s.adapt, flags, new.position, accept, params.target_accept, dense)
-            s = _select(searching, HMCChainState(s.hmc, restarted, s.rng_key), HMCChainState(new, new_adapt, key))
-            return s, _select(searching, after, search), out, ~searching
+            return s._replace(hmc=new, adapt=new_adapt), out, accept
 
-        no_search = Search(jnp.int32(0), state.adapt.step_size, jnp.int32(1), ~flags.reinit)
-        s, _, out, _ = jax.lax.while_loop(lambda c: ~c[3], one_pass,
-                                          (state, no_search, empty_out(state), jnp.bool_(False)))
-        return s, out
+        return search_then_move(state, flags, params.target_accept, move, empty_out(state))
 
     def empty_out(state: HMCChainState) -> HMCDraw:
         z = jnp.zeros_like(state.hmc.logdensity)

@@ -38,7 +38,8 @@ from ppl.inference.adaptation import (AdaptationState, LowRankBuffer, Schedule, 
                                       update_adaptation)
 from ppl.inference.nuts_kernel import build_kernel
 
-__all__ = ["NUTSChainState", "NUTSDraw", "all_finite", "make_nuts_chunk", "make_gibbs_step", "MAX_TRIALS"]
+__all__ = ["NUTSChainState", "NUTSDraw", "all_finite", "make_nuts_chunk", "make_gibbs_step", "search_then_move",
+           "MAX_TRIALS"]
 
 MAX_TRIALS = 100  # doublings or halvings of the step-size heuristic (Stan's has no bound; it throws)
 
@@ -143,11 +144,14 @@ def _after_trial(search: Search, trial, accept_stat, current):
 _LOG_08 = math.log(0.8)   # (not jnp: an eager JAX operation at import is an XLA compilation)
 
 
-def _iteration(kernel, s: NUTSChainState, ld, flags: Schedule, target_accept, max_depth: int, dense: bool,
-               fisher: bool, empty: NUTSDraw):
-    """One iteration: a ``while`` loop of passes, each one call of the kernel — the step-size
-    heuristic's trials when the row restarts the step size (depth 1, the chain stays), then the
-    transition (full depth). Returns the chain state and the transition's draw."""
+def search_then_move(s, flags: Schedule, target_accept, move: Callable, empty):
+    """One iteration of a sampler whose state has ``hmc``, ``adapt`` and ``rng_key`` fields: a
+    ``while`` loop of passes, each one call of ``move(state, key, step_size, searching) ->
+    (moved state, draw, acceptance statistic)`` (its one kernel call), so the compiled program
+    holds one copy of the log density. A row that restarts the step size first runs Stan's
+    heuristic, one trial per pass (``searching``: ``move`` takes one leapfrog step at the trial
+    step size, and the chain stays), then the transition at the adapted step size. Returns the
+    state and the transition's draw (``empty`` gives its shapes)."""
 
     def one_pass(c):
         s, search, _, _ = c
@@ -156,17 +160,29 @@ def _iteration(kernel, s: NUTSChainState, ld, flags: Schedule, target_accept, ma
         current = s.adapt.step_size
         trial = _trial_step_size(search, current)
         k = jnp.where(searching, jax.random.fold_in(k_search, search.trial), k_move)
-        at = s._replace(adapt=s.adapt._replace(step_size=jnp.where(searching, trial, current)))
-        new_hmc, new_adapt, draw = _transition(kernel, at, ld, k, flags, target_accept,
-                                               jnp.where(searching, 1, max_depth), dense, fisher)
-        after, found = _after_trial(search, trial, draw.accept_stat, current)
+        moved, draw, accept = move(s, k, jnp.where(searching, trial, current), searching)
+        after, found = _after_trial(search, trial, accept, current)
         restarted = _select(after.done, restart_dual_averaging(s.adapt, found, target_accept), s.adapt)
-        s = _select(searching, NUTSChainState(s.hmc, restarted, s.rng_key), NUTSChainState(new_hmc, new_adapt, key))
+        s = _select(searching, s._replace(adapt=restarted), moved._replace(rng_key=key))
         return s, _select(searching, after, search), draw, ~searching
 
     no_search = Search(jnp.int32(0), s.adapt.step_size, jnp.int32(1), ~flags.reinit)
     s, _, draw, _ = jax.lax.while_loop(lambda c: ~c[3], one_pass, (s, no_search, empty, jnp.bool_(False)))
     return s, draw
+
+
+def _iteration(kernel, s: NUTSChainState, ld, flags: Schedule, target_accept, max_depth: int, dense: bool,
+               fisher: bool, empty: NUTSDraw):
+    """One NUTS iteration (:func:`search_then_move`): trials are trees of depth 1, the transition
+    a tree of up to ``max_depth`` doublings."""
+
+    def move(s, key, step_size, searching):
+        at = s._replace(adapt=s.adapt._replace(step_size=step_size))
+        new_hmc, new_adapt, draw = _transition(kernel, at, ld, key, flags, target_accept,
+                                               jnp.where(searching, 1, max_depth), dense, fisher)
+        return s._replace(hmc=new_hmc, adapt=new_adapt), draw, draw.accept_stat
+
+    return search_then_move(s, flags, target_accept, move, empty)
 
 
 def make_nuts_chunk(logdensity_fn: Callable, max_depth: int, dense: bool, fisher: bool = False) -> Callable:
