@@ -9,6 +9,8 @@ import sys
 import time
 import warnings
 
+from .model import MASS_MATRICES
+
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130   # Ctrl-C (128 + SIGINT); `ppl sample` still writes the draws made so far
 
@@ -55,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--target-accept", type=float, default=None, help="default 0.8 (0.234 for mh)")
     s.add_argument("--max-depth", type=int, default=10, help="NUTS tree depth (hmc: at most 2^depth steps)")
     s.add_argument("--dense", action="store_true", help="adapt a dense mass matrix (mh: proposal covariance)")
-    s.add_argument("--mass-matrix", choices=("diag", "dense", "fisher", "lowrank"), default=None,
+    s.add_argument("--mass-matrix", choices=MASS_MATRICES, default=None,
                    help="diag (default: Stan's window variances), dense (= --dense), fisher (nuts, gibbs: "
                         "diagonal from sqrt(Var[x] / Var[grad log p]), as nutpie) or lowrank (nuts, gibbs: "
                         "nutpie's low-rank metric)")

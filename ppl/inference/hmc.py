@@ -22,10 +22,10 @@ import numpy as np
 from blackjax.mcmc import hmc, metrics
 
 from ppl.inference.adaptation import AdaptationState, Schedule, _select, init_adaptation_state, update_adaptation
-from ppl.inference.chunks import all_finite, as_data, chain_keys, drive
-from ppl.inference.nuts import SamplerResult, density_at
+from ppl.inference.chunks import all_finite, as_data, chain_keys, drive, starting_carry
+from ppl.inference.nuts import SamplerResult
 from ppl.inference.nuts_step import search_then_move
-from ppl.inference.parallel import DeferredInit, StartingPoints
+from ppl.inference.parallel import StartingPoints
 
 __all__ = ["HMCConfig", "HMCChainState", "HMCDraw", "make_hmc_step", "sample_hmc"]
 
@@ -129,31 +129,21 @@ def sample_hmc(logdensity_fn: Callable, data, init_positions, key, config: HMCCo
     ``init_positions``: (chains, dim) positions, :class:`~ppl.inference.parallel.StartingPoints`
     (with their log density and gradient), or a :class:`~ppl.inference.parallel.DeferredInit`
     (searched for while XLA compiles the chunk)."""
-    dtype = jax.dtypes.canonicalize_dtype(np.float64)
-    deferred = isinstance(init_positions, DeferredInit)
-    given = init_positions.position if isinstance(init_positions, StartingPoints) else init_positions
-    pos = np.zeros(init_positions.shape, dtype) if deferred else np.asarray(given, dtype=dtype)
-    if pos.ndim != 2 or pos.shape[0] != config.chains:
-        raise ValueError(f"init_positions must have shape (chains={config.chains}, dim), got {pos.shape}")
     if config.num_steps is not None and config.num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {config.num_steps}")
     if not config.path_length > 0 or not 0 <= config.jitter < 1:
         raise ValueError("path_length must be > 0 and jitter in [0, 1)")
-    chains, dim = pos.shape
+    dtype = jax.dtypes.canonicalize_dtype(np.float64)
     data = as_data(data)
-    keys = chain_keys(key, chains)
+    keys = chain_keys(key, config.chains)
 
-    def state_at(start) -> HMCChainState:
-        """The chains' states at ``start`` (positions, or StartingPoints with the density there)."""
-        if not isinstance(start, StartingPoints):
-            start = density_at(logdensity_fn, data, np.asarray(start, dtype))
-        return HMCChainState(hmc.HMCState(*(np.asarray(a, dtype) for a in start)),
+    def state_of(start: StartingPoints) -> HMCChainState:
+        chains, dim = start.position.shape
+        return HMCChainState(hmc.HMCState(*start),
                              init_adaptation_state(chains, dim, config.init_step_size, config.dense_mass, dtype),
                              keys)
 
-    # a deferred start gives only shapes while the chunk compiles; the search runs beside XLA
-    carry = state_at(StartingPoints(pos, np.zeros(chains, dtype), pos)) if deferred else state_at(init_positions)
-    start = (lambda: state_at(init_positions.find())) if deferred else None
+    carry, start = starting_carry(init_positions, config.chains, logdensity_fn, data, state_of)
     params = HMCParams(np.asarray(config.target_accept, dtype), np.asarray(config.path_length, dtype),
                        np.asarray(config.num_steps or 0, np.int32), np.asarray(config.jitter, dtype))
     max_steps, dense = int(config.max_steps), bool(config.dense_mass)

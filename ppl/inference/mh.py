@@ -27,10 +27,9 @@ from blackjax.mcmc import random_walk as rw
 
 from ppl.inference.adaptation import (AdaptationState, Schedule, _like, build_schedule, init_adaptation_state,
                                      stan_windows, update_adaptation)
-from ppl.inference.chunks import all_finite, as_data, chain_keys, drive
-from ppl.inference.nuts import density_at
-from ppl.inference.parallel import DeferredInit, StartingPoints
+from ppl.inference.chunks import all_finite, as_data, chain_keys, drive, starting_carry
 from ppl.inference.nuts import SamplerResult
+from ppl.inference.parallel import StartingPoints
 
 __all__ = ["MHConfig", "MHChainState", "MHDraw", "make_mh_step", "sample_mh", "initial_scale"]
 
@@ -125,27 +124,19 @@ def sample_mh(logdensity_fn: Callable, data, init_positions, key, config: MHConf
     """Run ``config.chains`` random-walk Metropolis chains on ``logdensity_fn(position, data)`` from
     ``init_positions``: (chains, dim) positions, :class:`~ppl.inference.parallel.StartingPoints`
     or a :class:`~ppl.inference.parallel.DeferredInit` (searched for while XLA compiles)."""
-    dtype = jax.dtypes.canonicalize_dtype(np.float64)
-    deferred = isinstance(init_positions, DeferredInit)
-    given = init_positions.position if isinstance(init_positions, StartingPoints) else init_positions
-    pos = np.zeros(init_positions.shape, dtype) if deferred else np.asarray(given, dtype=dtype)
-    if pos.ndim != 2 or pos.shape[0] != config.chains:
-        raise ValueError(f"init_positions must have shape (chains={config.chains}, dim), got {pos.shape}")
     if not 0 < config.target_accept < 1:
         raise ValueError(f"target_accept must be in (0, 1), got {config.target_accept}")
-    chains, dim = pos.shape
+    dtype = jax.dtypes.canonicalize_dtype(np.float64)
     data = as_data(data)
-    keys = chain_keys(key, chains)
+    keys = chain_keys(key, config.chains)
 
-    def state_at(start) -> MHChainState:
-        """The chains' states at ``start`` (positions, or StartingPoints with the density there)."""
-        if not isinstance(start, StartingPoints):
-            start = density_at(logdensity_fn, data, np.asarray(start, dtype))
-        return MHChainState(rw.RWState(np.asarray(start.position, dtype), np.asarray(start.logdensity, dtype)),
+    def state_of(start: StartingPoints) -> MHChainState:
+        chains, dim = start.position.shape
+        return MHChainState(rw.RWState(start.position, start.logdensity),
                             init_adaptation_state(chains, dim, initial_scale(dim), config.dense_mass, dtype), keys)
 
-    carry = state_at(StartingPoints(pos, np.zeros(chains, dtype), pos)) if deferred else state_at(init_positions)
-    start = (lambda: state_at(init_positions.find())) if deferred else None
+    carry, start = starting_carry(init_positions, config.chains, logdensity_fn, data, state_of)
+    dim = carry.rw.position.shape[1]
     dense = bool(config.dense_mass)
     run = drive("mh", lambda: make_mh_step(logdensity_fn, dim, dense), logdensity_fn, data, carry,
                 np.asarray(config.target_accept, dtype), warmup=int(config.warmup), draws=int(config.draws),

@@ -388,11 +388,15 @@ def sample_nuts(
             return StartingPoints(p, np.zeros(chains, dtype), np.zeros_like(p))
         return density_at(logdensity_fn, data, np.asarray(start, dtype))
 
+    warmup, draws = int(config.warmup), int(config.draws)
+    schedule = build_schedule(warmup, draws)
+    rows = low_rank_buffer_size(schedule) if config.low_rank else 0   # the low-rank metric's window buffer
+
     def state_at(start: StartingPoints) -> NUTSChainState:
         return NUTSChainState(
             hmc.HMCState(*(np.asarray(a, dtype) for a in start)),
             init_adaptation_state(chains, dim, config.init_step_size, config.dense_mass, dtype, config.fisher_mass,
-                                  config.low_rank, low_rank_buffer_size(build_schedule(config.warmup, config.draws))),
+                                  config.low_rank, rows),
             keys,
         )
 
@@ -402,8 +406,6 @@ def sample_nuts(
         carry, placed = distribute(first, data, devices, shard_data=True)
     else:
         carry, placed = place(first, data, devices)
-    warmup, draws = int(config.warmup), int(config.draws)
-    schedule = build_schedule(warmup, draws)
     target = np.asarray(config.target_accept, dtype)
     compiled, compile_s, found = _get_compiled(
         logdensity_fn, placed, carry, pad_schedule(schedule, 0, config.chunk_size), target, config, devices,
