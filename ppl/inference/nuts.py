@@ -289,11 +289,11 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
     if key in _CACHE:
         return _CACHE[key], 0.0, meanwhile() if meanwhile is not None else None
     t0 = time.perf_counter()
-    depth, dense, fisher = int(config.max_depth), bool(config.dense_mass), bool(config.fisher_mass)
+    depth, dense = int(config.max_depth), bool(config.dense_mass)   # (the metric's kind is in the carry)
     if gibbs_fn is None:
-        chunk = make_nuts_chunk(logdensity_fn, depth, dense, fisher)
+        chunk = make_nuts_chunk(logdensity_fn, depth, dense)
     else:
-        chunk = make_chunk_fn(*make_gibbs_step(logdensity_fn, gibbs_fn, depth, dense, fisher))
+        chunk = make_chunk_fn(*make_gibbs_step(logdensity_fn, gibbs_fn, depth, dense))
     # (within Gibbs the density also reads the discrete draws: every datum counts)
     size, cache_key = None, None
     if gibbs_fn is None:

@@ -34,8 +34,7 @@ import jax
 import jax.numpy as jnp
 from blackjax.mcmc import hmc, metrics
 
-from ppl.inference.adaptation import (AdaptationState, LowRankBuffer, Schedule, _select, restart_dual_averaging,
-                                      update_adaptation)
+from ppl.inference.adaptation import AdaptationState, Schedule, _select, restart_dual_averaging, update_adaptation
 from ppl.inference.nuts_kernel import build_kernel
 
 __all__ = ["NUTSChainState", "NUTSDraw", "all_finite", "make_nuts_chunk", "make_gibbs_step", "search_then_move",
@@ -80,9 +79,10 @@ def all_finite(tree):
     return jnp.stack(leaves).all() if leaves else jnp.bool_(True)
 
 
-def _transition(kernel, state: NUTSChainState, ld, key, flags: Schedule, target_accept, depth, dense: bool,
-                fisher: bool):
+def _transition(kernel, state: NUTSChainState, ld, key, flags: Schedule, target_accept, depth, dense: bool):
     """A NUTS transition at the adapted step size, then the row's adaptation: (hmc, adapt, draw).
+    The gradient at the new position goes to the adaptation when its state keeps gradients (the
+    "fisher" and "lowrank" metrics: :func:`ppl.inference.adaptation.init_adaptation_state`).
 
     A proposal with a non-finite log density, gradient or position is rejected and counted as
     divergent (nan never enters the chain state)."""
@@ -94,7 +94,7 @@ def _transition(kernel, state: NUTSChainState, ld, key, flags: Schedule, target_
     # A rejected non-finite proposal keeps the old state: report its energy.
     old_energy = -state.hmc.logdensity + metrics.default_metric(imm).kinetic_energy(info.momentum)
     new_adapt = update_adaptation(state.adapt, flags, new_hmc.position, accept, target_accept, dense,
-                                  new_hmc.logdensity_grad if fisher or isinstance(state.adapt.grads, LowRankBuffer) else None)
+                                  new_hmc.logdensity_grad if state.adapt.grads is not None else None)
     draw = NUTSDraw(
         position=new_hmc.position,
         lp=new_hmc.logdensity,
@@ -172,20 +172,20 @@ def search_then_move(s, flags: Schedule, target_accept, move: Callable, empty):
 
 
 def _iteration(kernel, s: NUTSChainState, ld, flags: Schedule, target_accept, max_depth: int, dense: bool,
-               fisher: bool, empty: NUTSDraw):
+               empty: NUTSDraw):
     """One NUTS iteration (:func:`search_then_move`): trials are trees of depth 1, the transition
     a tree of up to ``max_depth`` doublings."""
 
     def move(s, key, step_size, searching):
         at = s._replace(adapt=s.adapt._replace(step_size=step_size))
         new_hmc, new_adapt, draw = _transition(kernel, at, ld, key, flags, target_accept,
-                                               jnp.where(searching, 1, max_depth), dense, fisher)
+                                               jnp.where(searching, 1, max_depth), dense)
         return s._replace(hmc=new_hmc, adapt=new_adapt), draw, draw.accept_stat
 
     return search_then_move(s, flags, target_accept, move, empty)
 
 
-def make_nuts_chunk(logdensity_fn: Callable, max_depth: int, dense: bool, fisher: bool = False) -> Callable:
+def make_nuts_chunk(logdensity_fn: Callable, max_depth: int, dense: bool) -> Callable:
     """The one-chain chunk ``(state, schedule, data, target_accept) -> (state, draws)`` (see the
     module docstring); :func:`ppl.inference.parallel.over_chains` runs it for every chain.
 
@@ -199,7 +199,7 @@ def make_nuts_chunk(logdensity_fn: Callable, max_depth: int, dense: bool, fisher
         def row(i, carry):
             s, draws = carry
             flags = jax.tree.map(lambda a: a[i], schedule)
-            s, draw = _iteration(kernel, s, ld, flags, target_accept, max_depth, dense, fisher,
+            s, draw = _iteration(kernel, s, ld, flags, target_accept, max_depth, dense,
                                  jax.tree.map(lambda b: b[i], draws))
             return s, jax.tree.map(lambda b, d: b.at[i].set(d), draws, draw)
 
@@ -209,8 +209,7 @@ def make_nuts_chunk(logdensity_fn: Callable, max_depth: int, dense: bool, fisher
     return one_chain
 
 
-def make_gibbs_step(logdensity_fn: Callable, gibbs_fn: Callable, max_depth: int, dense: bool,
-                    fisher: bool = False):
+def make_gibbs_step(logdensity_fn: Callable, gibbs_fn: Callable, max_depth: int, dense: bool):
     """NUTS within Gibbs: ``(step, None, None)`` for :func:`ppl.inference.nuts.make_chunk_fn`. Each
     iteration draws ``extra`` (the discrete variables, from their exact conditional given the
     position: ``gibbs_fn(key, position, data)``), then takes a NUTS step on
@@ -223,7 +222,7 @@ def make_gibbs_step(logdensity_fn: Callable, gibbs_fn: Callable, max_depth: int,
         ld = lambda x: logdensity_fn(x, (data, extra))  # noqa: E731
         fresh = hmc.init(state.hmc.position, ld)
         s = NUTSChainState(jax.tree.map(lambda n, o: n.astype(o.dtype), fresh, state.hmc), state.adapt, key)
-        s, draw = _iteration(kernel, s, ld, flags, target_accept, max_depth, dense, fisher, _empty_draw(s))
+        s, draw = _iteration(kernel, s, ld, flags, target_accept, max_depth, dense, _empty_draw(s))
         return s, draw._replace(extra=extra)
 
     return step, None, None
