@@ -122,16 +122,21 @@ def test_starting_points_are_found_while_the_chunk_compiles():
 
 
 def test_fusion_emitters_follow_the_data_one_evaluation_reads(monkeypatch):
-    from ppl.inference.parallel import SMALL_DATA, compiler_options, density_data_size
+    from ppl.inference.parallel import LONG_RUN, SMALL_DATA, compiler_options, density_data_size
 
     cpu = jax.devices("cpu")
     monkeypatch.delenv("PPL_FUSION_EMITTERS", raising=False)
     assert compiler_options(SMALL_DATA, cpu) == {"xla_cpu_use_fusion_emitters": False}
     assert compiler_options(SMALL_DATA + 1, cpu) is None
+    # with the run's work known: a short run keeps them off whatever the data, a long one has them
+    assert compiler_options(SMALL_DATA + 1, cpu, work=LONG_RUN / 2) == {"xla_cpu_use_fusion_emitters": False}
+    assert compiler_options(SMALL_DATA + 1, cpu, work=LONG_RUN) is None
+    assert compiler_options(SMALL_DATA, cpu, work=LONG_RUN) == {"xla_cpu_use_fusion_emitters": False}
     monkeypatch.setenv("PPL_FUSION_EMITTERS", "1")
     assert compiler_options(1, cpu) is None
+    assert compiler_options(1, cpu, work=1.0) is None
     monkeypatch.setenv("PPL_FUSION_EMITTERS", "0")
-    assert compiler_options(10 ** 6, cpu) == {"xla_cpu_use_fusion_emitters": False}
+    assert compiler_options(10 ** 6, cpu, work=LONG_RUN * 10) == {"xla_cpu_use_fusion_emitters": False}
 
     def logp(x, data):      # reads X and y; `unused` only another program would need
         return jnp.sum(data["y"] * (data["X"] @ x))
@@ -139,3 +144,30 @@ def test_fusion_emitters_follow_the_data_one_evaluation_reads(monkeypatch):
     data = {"X": np.ones((40, 3)), "y": np.ones(40), "unused": np.ones(1000)}
     assert density_data_size(logp, 3, np.float64, data) == 160
     assert density_data_size(jax.jit(logp), 3, np.float64, data) == 160
+
+
+def test_the_run_work_counts_density_operations_iterations_and_chains_per_core():
+    from ppl.inference.parallel import density_jaxpr, density_ops, density_profile, run_work
+
+    def logp(x, data):      # a (40, 3) product, a 40-vector product and a sum over 40
+        return jnp.sum(data["y"] * (data["X"] @ x))
+
+    data = {"X": np.ones((40, 3)), "y": np.ones(40)}
+    ops = density_ops(density_jaxpr(logp, 3, np.float64, data))
+    assert 120 <= ops <= 200            # dominated by the 120-element matrix; not the 1000s of a loop
+    bigger = {"X": np.ones((400, 3)), "y": np.ones(400)}
+    assert density_ops(density_jaxpr(logp, 3, np.float64, bigger)) >= 9 * ops   # grows with the data
+
+    def looped(x, data):    # a loop body counts once, as each branch of a cond does
+        return jax.lax.fori_loop(0, 10, lambda i, s: s + jnp.sum(data["y"] * x[0]), 0.0)
+
+    assert density_ops(density_jaxpr(looped, 3, np.float64, data)) >= 40
+    profile = density_profile(logp, 3, np.float64, data)
+    assert profile.data_size == 160 and profile.ops == ops
+    assert density_profile(logp, 3, np.float64, {k: v + 1 for k, v in data.items()}) is profile  # same layout
+    cpu = jax.devices("cpu")
+    one, many = cpu[:1], (cpu * 4)[:4]
+    assert run_work(ops, 2000, 4, one) == ops * 2000 * 4
+    lanes = min(4, os.cpu_count() or 1)
+    assert run_work(ops, 2000, 4, many) == ops * 2000 * max(1.0, 4 / lanes)
+    assert run_work(None, 2000, 4, one) is None

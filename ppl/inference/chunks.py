@@ -19,8 +19,8 @@ import numpy as np
 from ppl.inference.adaptation import build_schedule, pad_schedule
 from ppl.inference.nuts import (ChunkRecorder, all_finite, as_data, chain_keys,  # noqa: F401
                                density_at, make_chunk_fn, run_chunked, signature)
-from ppl.inference.parallel import (DeferredInit, StartingPoints, chain_devices, compile_chunk, density_data_size,
-                                   density_jaxpr, place, place_chains)
+from ppl.inference.parallel import (DeferredInit, StartingPoints, chain_devices, compile_chunk, compiler_options,
+                                   density_profile, place, place_chains, run_work)
 from ppl.inference.program_cache import chunk_key
 
 __all__ = ["ChunkedRun", "compiled_chunk", "drive", "starting_carry", "as_data", "chain_keys", "all_finite",
@@ -76,25 +76,28 @@ def starting_carry(init_positions, chains: int, logdensity_fn, data, state_of: C
 
 
 def compiled_chunk(tag: str, build: Callable, logdensity_fn, data, carry, rows, params, static: tuple,
-                   devices: list, draw_type: type | None = None, meanwhile: Callable | None = None):
+                   devices: list, draw_type: type | None = None, meanwhile: Callable | None = None,
+                   iterations: int | None = None):
     """The compiled ``chunk(carry, rows, data, params)`` program, its compile time (0 if cached) and
     what ``meanwhile()`` returned (called while XLA compiles, or at once when nothing compiles).
     With ``draw_type`` (the NamedTuple of one iteration's output) the lowered program is also kept
-    on disk (:mod:`ppl.inference.program_cache`), as the NUTS chunk is."""
+    on disk (:mod:`ppl.inference.program_cache`), as the NUTS chunk is. ``iterations``: the run's
+    length, which with the density chooses XLA's options (None: a long run)."""
+    # XLA's options go by the log density and the run's length, as for NUTS (the carry's first
+    # field holds the chains' positions, (chains, dim))
+    position = carry[0].position
+    profile = density_profile(logdensity_fn, position.shape[1], position.dtype, data)
+    work = run_work(profile.ops, iterations, position.shape[0], devices) if iterations is not None else None
+    options = compiler_options(profile.data_size, devices, work)
     key = (tag, logdensity_fn, signature(data), signature(carry), signature(rows), signature(params),
-           static, jax.config.jax_enable_x64, tuple(d.id for d in devices))
+           static, jax.config.jax_enable_x64, tuple(d.id for d in devices), tuple(sorted((options or {}).items())))
     if key in _CACHE:
         return _CACHE[key], 0.0, meanwhile() if meanwhile is not None else None
     t0 = time.perf_counter()
-    # XLA's options go by the data one log-density evaluation reads, as for NUTS (the carry's first
-    # field holds the chains' positions, (chains, dim))
-    position = carry[0].position
-    closed = density_jaxpr(logdensity_fn, position.shape[1], position.dtype, data)
-    size = density_data_size(logdensity_fn, position.shape[1], position.dtype, data, closed=closed)
     cache_key = None
     if draw_type is not None:
-        cache_key = chunk_key(closed, (tag, static), (carry, rows, data, params), devices)
-    compiled, found = compile_chunk(make_chunk_fn(*build()), carry, rows, data, params, devices, data_size=size,
+        cache_key = chunk_key(profile.closed, (tag, static), (carry, rows, data, params), devices)
+    compiled, found = compile_chunk(make_chunk_fn(*build()), carry, rows, data, params, devices, options=options,
                                     cache_key=cache_key, result_types=(draw_type,) if draw_type is not None else (),
                                     meanwhile=meanwhile)
     _CACHE[key] = compiled
@@ -124,7 +127,7 @@ def drive(tag: str, build: Callable, logdensity_fn, data, carry, params, *, warm
     carry, data = place(carry, data, placed)
     compiled, compile_s, found = compiled_chunk(tag, build, logdensity_fn, data, carry,
                                                 pad_schedule(schedule, 0, chunk_size), params, static, placed,
-                                                draw_type, meanwhile=start)
+                                                draw_type, meanwhile=start, iterations=warmup + draws)
     if start is not None:
         carry = place_chains(found, placed)
     record = ChunkRecorder(warmup, draws, thin, callback)

@@ -27,8 +27,8 @@ from blackjax.mcmc import hmc
 from ppl.inference.adaptation import (build_schedule, dense_inverse_mass_matrix, init_adaptation_state,
                                       low_rank_buffer_size, pad_schedule)
 from ppl.inference.nuts_step import NUTSChainState, NUTSDraw, all_finite, make_gibbs_step, make_nuts_chunk
-from ppl.inference.parallel import (DeferredInit, StartingPoints, chain_devices, compile_chunk, density_data_size,
-                                   density_jaxpr, distribute, place, place_chains)
+from ppl.inference.parallel import (DeferredInit, StartingPoints, chain_devices, compile_chunk, compiler_options,
+                                   density_profile, distribute, place, place_chains, run_work)
 from ppl.inference.program_cache import chunk_key
 from ppl.inference.rng import raw_keys
 from ppl.inference.stuck import StuckChains
@@ -285,7 +285,13 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
         tuple(d.id for d in devices),
         bool(config.shard_data),
     )
-    key = (logdensity_fn, gibbs_fn, signature(data)) + settings
+    # XLA's options go by the density and the run's length (compiler_options); within Gibbs the
+    # density also reads the discrete draws, so every datum counts and its operations are unknown
+    profile = density_profile(logdensity_fn, dim, carry.hmc.position.dtype, data) if gibbs_fn is None else None
+    size = profile.data_size if profile is not None else sum(int(np.size(x)) for x in jax.tree.leaves(data))
+    work = run_work(profile.ops if profile is not None else None, config.warmup + config.draws, chains, devices)
+    options = compiler_options(size, devices, work)
+    key = (logdensity_fn, gibbs_fn, signature(data)) + settings + (tuple(sorted((options or {}).items())),)
     if key in _CACHE:
         return _CACHE[key], 0.0, meanwhile() if meanwhile is not None else None
     t0 = time.perf_counter()
@@ -294,14 +300,11 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
         chunk = make_nuts_chunk(logdensity_fn, depth, dense)
     else:
         chunk = make_chunk_fn(*make_gibbs_step(logdensity_fn, gibbs_fn, depth, dense))
-    # (within Gibbs the density also reads the discrete draws: every datum counts)
-    size, cache_key = None, None
-    if gibbs_fn is None:
-        closed = density_jaxpr(logdensity_fn, dim, carry.hmc.position.dtype, data)
-        size = density_data_size(logdensity_fn, dim, carry.hmc.position.dtype, data, closed=closed)
-        cache_key = chunk_key(closed, ("nuts", settings), (carry, rows, data, target), devices)
+    cache_key = None
+    if profile is not None:
+        cache_key = chunk_key(profile.closed, ("nuts", settings), (carry, rows, data, target), devices)
     compiled, other = compile_chunk(chunk, carry, rows, data, target, devices, spmd=config.shard_data,
-                                    data_size=size, meanwhile=meanwhile, cache_key=cache_key,
+                                    options=options, meanwhile=meanwhile, cache_key=cache_key,
                                     result_types=(NUTSDraw,))
     seconds = time.perf_counter() - t0
     _CACHE[key] = compiled

@@ -28,8 +28,8 @@ import numpy as np
 from .program_cache import lower_chunk
 
 __all__ = ["configure_xla", "small_loop_flag", "chain_devices", "over_chains", "compile_chunk", "compiler_options",
-           "density_data_size", "density_jaxpr", "place_chains", "place", "distribute", "DeferredInit",
-           "StartingPoints"]
+           "density_data_size", "density_jaxpr", "density_ops", "density_profile", "DensityProfile", "run_work",
+           "place_chains", "place", "distribute", "DeferredInit", "StartingPoints"]
 
 _FLAG = "--xla_force_host_platform_device_count"
 
@@ -160,23 +160,19 @@ def distribute(carry, data, devices: list, shard_data: bool = False):
 
 
 def compile_chunk(one_chain: Callable, carry, rows, data, params, devices: list, spmd: bool = False,
-                  data_size: int | None = None, meanwhile: Callable | None = None, cache_key: str | None = None,
+                  options: dict | None = None, meanwhile: Callable | None = None, cache_key: str | None = None,
                   result_types: tuple = ()):
     """Compile ``one_chain`` for every chain of ``carry`` (leading axis) on ``devices``: a program
     per device (``jax.shard_map``), or with ``spmd`` one vectorised program that XLA's partitioner
     splits following the placement of ``carry`` and ``data`` (for data sharded by rows).
-    ``data_size``: the numbers of data one log-density evaluation reads (:func:`density_data_size`;
-    default: every number in ``data``), which chooses the XLA options (:func:`compiler_options`).
+    ``options``: XLA's compile options (:func:`compiler_options`).
     ``cache_key`` (:func:`ppl.inference.program_cache.chunk_key`): the lowered program is kept on
     disk under it, and read back instead of tracing when it is there; ``result_types``: the
     NamedTuple classes of its results that are not in its arguments (the draws).
     Returns the compiled program and what ``meanwhile()``, called while XLA compiles, returned."""
     chains = jax.tree.leaves(carry)[0].shape[0]
     fn = over_chains(one_chain, chains, devices[:1] if spmd else devices)
-    if data_size is None:
-        data_size = sum(int(np.size(x)) for x in jax.tree.leaves(data))
     lowered, _ = lower_chunk(jax.jit(fn), (carry, rows, data, params), None if spmd else cache_key, result_types)
-    options = compiler_options(data_size, devices)
     if meanwhile is None:
         return lowered.compile(options), None
     # XLA compiles on one core and lets go of Python: ``meanwhile`` runs beside it (and if it
@@ -227,20 +223,90 @@ class StartingPoints(NamedTuple):
 
 
 SMALL_DATA = 512  # numbers of data one log-density evaluation reads
+LONG_RUN = 2e9    # density operations x iterations x chains per core (see compiler_options)
 
 
-def compiler_options(data_size: int, devices: list) -> dict | None:
-    """XLA options for a chunk program. On CPU, for log densities that read little data (at most
-    SMALL_DATA numbers per evaluation: :func:`density_data_size`), XLA's newer fusion emitters are
-    turned off: the chunk compiles 0.1-1.3 s faster and runs as fast. Over the 45 posteriordb models
-    (``bench/loop_survey.py --emitters``, bench/results/emitters_survey.md) compile time was 0.85x
-    (geometric mean) and warm-up + sampling 0.96x without them; the models reading at most 512
-    numbers sampled as fast (0.72-1.23x, the extremes on runs under 0.1 s), while the mixtures (1000 data, 3 components)
-    sampled 15-18 % slower and logistic regression (10^5) 9 % slower, so those keep them.
-    ``PPL_FUSION_EMITTERS=1`` (or ``0``) keeps them on (off) whatever the size: off gives the
-    shortest first fit, on the fastest long one."""
+class DensityProfile(NamedTuple):
+    """What the XLA options and the on-disk key of a chunk go by: the traced log density
+    (:func:`density_jaxpr`), the numbers of data one evaluation reads (:func:`density_data_size`)
+    and its count of scalar operations (:func:`density_ops`)."""
+
+    closed: object
+    data_size: int
+    ops: int
+
+
+_PROFILES: dict = {}
+
+
+def density_profile(logdensity_fn: Callable, dim: int, dtype, data) -> DensityProfile:
+    """The :class:`DensityProfile` of ``logdensity_fn(position, data)``, traced once per function
+    and data layout in a process (new data of the same shapes reuse it, as they reuse the chunk)."""
+    leaves, treedef = jax.tree.flatten(data)
+    key = (logdensity_fn, int(dim), str(np.dtype(dtype)), treedef,
+           tuple((np.shape(x), str(getattr(x, "dtype", type(x).__name__))) for x in leaves))
+    if key not in _PROFILES:
+        closed = density_jaxpr(logdensity_fn, dim, dtype, data)
+        _PROFILES[key] = DensityProfile(closed, density_data_size(logdensity_fn, dim, dtype, data, closed=closed),
+                                        density_ops(closed))
+    return _PROFILES[key]
+
+
+def density_ops(closed) -> int:
+    """About how many scalar operations one evaluation of a traced log density makes: each
+    equation counts the elements of its largest operand or result (a reduction or a product its
+    input's), equations inside calls, branches and loops bodies counted once. Measured against
+    the harness models' log density and gradient in a compiled loop it is 0.14-0.7 ns per
+    operation on this 2-core machine (logistic 330,198 operations 46 us, hier_linear 2,882 2.1 us,
+    the mixtures 45,418 22 us, eight schools 201 0.1 us)."""
+    def count(jaxpr) -> int:
+        n = 0
+        for eqn in jaxpr.eqns:
+            inner = [v for v in eqn.params.values() if hasattr(v, "eqns") or hasattr(v, "jaxpr")]
+            inner += [b for v in eqn.params.values() if isinstance(v, tuple) for b in v
+                      if hasattr(b, "eqns") or hasattr(b, "jaxpr")]
+            if inner:
+                n += sum(count(getattr(j, "jaxpr", j)) for j in inner)
+                continue
+            sizes = [int(np.prod(v.aval.shape)) for v in list(eqn.invars) + list(eqn.outvars)
+                     if hasattr(v, "aval") and hasattr(v.aval, "shape")]
+            n += max(sizes, default=1)
+        return n
+    return count(closed.jaxpr)
+
+
+def run_work(ops: int | None, iterations: int, chains: int, devices: list) -> float | None:
+    """The work a run asks of each core, in density operations: ``ops`` (:func:`density_ops`;
+    None: unknown) x iterations x the chains one core runs (chains over the devices in use, at
+    most one device per core)."""
+    if ops is None:
+        return None
+    lanes = max(1, min(len(devices), os.cpu_count() or 1))
+    return float(ops) * max(int(iterations), 1) * max(1.0, chains / lanes)
+
+
+def compiler_options(data_size: int, devices: list, work: float | None = None) -> dict | None:
+    """XLA options for a chunk program. On CPU, XLA's newer fusion emitters are turned off unless
+    the log density reads more than SMALL_DATA numbers per evaluation (:func:`density_data_size`)
+    *and* the run is long (``work``, :func:`run_work`, at least LONG_RUN; unknown counts as long).
+
+    Off, a chunk compiles 0.6-1.3 s faster; on, a density that reads much data samples faster.
+    Over the 45 posteriordb models (``bench/loop_survey.py --emitters``,
+    bench/results/emitters_survey.md) compile time was 0.85x (geometric mean) and warm-up +
+    sampling 0.96x without them, and every model reading at most 512 numbers sampled as fast
+    (0.72-1.23x, the extremes on runs under 0.1 s). The harness's logistic regression (10^5 numbers
+    read) and mixtures (1,000) sample 10-22 % slower without them but compile 0.75-1.0 s faster
+    (4 chains x 2000 iterations, 2 runs each: logistic 1.9-2.0 s of compile and 1.7-1.8 s of
+    warm-up + sampling with them, 1.1 + 2.1 s without, the first draw 0.55-0.85 s sooner), so
+    short runs keep them off. LONG_RUN (2e9) is about 2.6 s of sampling for logistic regression
+    and 22 s for the mixtures, whose operations cost more; on either side of it the wrong choice
+    costs at most about 10 % of compile + sampling.
+    ``PPL_FUSION_EMITTERS=1`` (or ``0``) keeps them on (off) whatever the size and length."""
     if devices[0].platform != "cpu":
         return None
     forced = os.environ.get("PPL_FUSION_EMITTERS", "").strip()
-    small = data_size <= SMALL_DATA if forced not in ("0", "1") else forced == "0"
-    return {"xla_cpu_use_fusion_emitters": False} if small else None
+    if forced in ("0", "1"):
+        off = forced == "0"
+    else:
+        off = data_size <= SMALL_DATA or (work is not None and work < LONG_RUN)
+    return {"xla_cpu_use_fusion_emitters": False} if off else None
