@@ -14,13 +14,12 @@ import time
 from typing import Callable, NamedTuple
 
 import jax
-import numpy as np
 
 from ppl.inference.adaptation import build_schedule, pad_schedule
 from ppl.inference.nuts import (ChunkRecorder, all_finite, as_data, chain_keys,  # noqa: F401
-                               density_at, make_chunk_fn, run_chunked, signature)
-from ppl.inference.parallel import (DeferredInit, StartingPoints, chain_devices, compile_chunk, compiler_options,
-                                   density_profile, place, place_chains, run_work)
+                               make_chunk_fn, run_chunked, signature, starting_carry)
+from ppl.inference.parallel import (chain_devices, compile_chunk, compiler_options, density_profile, place,
+                                   place_chains, run_work)
 from ppl.inference.program_cache import chunk_key
 
 __all__ = ["ChunkedRun", "compiled_chunk", "drive", "starting_carry", "as_data", "chain_keys", "all_finite",
@@ -48,31 +47,6 @@ def compile_count() -> int:
 
 def clear_cache() -> None:
     _CACHE.clear()
-
-
-def starting_carry(init_positions, chains: int, logdensity_fn, data, state_of: Callable):
-    """``(carry, start)`` for :func:`drive` from ``init_positions``: (chains, dim) positions,
-    :class:`~ppl.inference.parallel.StartingPoints` (with their log density and gradient) or a
-    :class:`~ppl.inference.parallel.DeferredInit`. ``state_of(StartingPoints) -> carry`` builds
-    the chains' states; positions without values get theirs from one small program
-    (:func:`ppl.inference.nuts.density_at`). A deferred start gives a carry of the right shapes
-    now and ``start`` searches and builds the real one while XLA compiles the chunk."""
-    dtype = jax.dtypes.canonicalize_dtype(np.float64)
-    deferred = isinstance(init_positions, DeferredInit)
-    given = init_positions.position if isinstance(init_positions, StartingPoints) else init_positions
-    pos = np.zeros(init_positions.shape, dtype) if deferred else np.asarray(given, dtype=dtype)
-    if pos.ndim != 2 or pos.shape[0] != chains:
-        raise ValueError(f"init_positions must have shape (chains={chains}, dim), got {pos.shape}")
-
-    def with_values(start) -> StartingPoints:
-        if isinstance(start, StartingPoints):
-            return StartingPoints(*(np.asarray(a, dtype) for a in start))
-        return density_at(logdensity_fn, data, np.asarray(start, dtype))
-
-    if deferred:
-        return state_of(StartingPoints(pos, np.zeros(chains, dtype), pos)), \
-            lambda: state_of(with_values(init_positions.find()))
-    return state_of(with_values(init_positions)), None
 
 
 def compiled_chunk(tag: str, build: Callable, logdensity_fn, data, carry, rows, params, static: tuple,

@@ -35,6 +35,7 @@ from ppl.inference.stuck import StuckChains
 
 __all__ = [
     "NUTSConfig",
+    "starting_carry",
     "SamplerResult",
     "Progress",
     "NUTSChainState",
@@ -335,6 +336,35 @@ def density_at(logdensity_fn: Callable, data, positions: np.ndarray) -> Starting
     return StartingPoints(positions, np.asarray(lp, positions.dtype), np.asarray(grad, positions.dtype))
 
 
+def starting_carry(init_positions, chains: int, logdensity_fn, data, state_of: Callable, values: bool = True):
+    """``(carry, start)`` for a chunked sampler from ``init_positions``: (chains, dim) positions,
+    :class:`~ppl.inference.parallel.StartingPoints` (with their log density and gradient) or a
+    :class:`~ppl.inference.parallel.DeferredInit`. ``state_of(StartingPoints) -> carry`` builds
+    the chains' states; positions without values get theirs from one small program
+    (:func:`density_at`), or zeros with ``values=False`` (NUTS within Gibbs, whose step evaluates
+    the density itself). A deferred start gives a carry of the right shapes now, and
+    ``start() -> carry`` searches and builds the real one (called while XLA compiles the chunk)."""
+    dtype = jax.dtypes.canonicalize_dtype(np.float64)
+    deferred = isinstance(init_positions, DeferredInit)
+    given = init_positions.position if isinstance(init_positions, StartingPoints) else init_positions
+    pos = np.zeros(init_positions.shape, dtype) if deferred else np.asarray(given, dtype=dtype)
+    if pos.ndim != 2 or pos.shape[0] != chains:
+        raise ValueError(f"init_positions must have shape (chains={chains}, dim), got {pos.shape}")
+
+    def with_values(start) -> StartingPoints:
+        if isinstance(start, StartingPoints):
+            return StartingPoints(*(np.asarray(a, dtype) for a in start))
+        p = np.asarray(start, dtype)
+        if not values:
+            return StartingPoints(p, np.zeros(p.shape[0], dtype), np.zeros_like(p))
+        return density_at(logdensity_fn, data, p)
+
+    if deferred:
+        return state_of(StartingPoints(pos, np.zeros(chains, dtype), pos)), \
+            lambda: state_of(with_values(init_positions.find()))
+    return state_of(with_values(init_positions)), None
+
+
 def as_data(data):
     return jax.tree.map(lambda x: x if isinstance(x, (jax.Array, np.ndarray)) else np.asarray(x), data)
 
@@ -371,40 +401,27 @@ def sample_nuts(
         raise ValueError("thin and chunk_size must be >= 1, warmup and draws >= 0")
     # Positions in JAX's default float (float64 under ppl's x64 default).
     dtype = jax.dtypes.canonicalize_dtype(np.float64)
-    deferred = isinstance(init_positions, DeferredInit)
-    given = init_positions.position if isinstance(init_positions, StartingPoints) else init_positions
-    pos = np.zeros(init_positions.shape, dtype) if deferred else np.asarray(given, dtype=dtype)
-    if pos.ndim != 2 or pos.shape[0] != config.chains:
-        raise ValueError(f"init_positions must have shape (chains={config.chains}, dim), got {pos.shape}")
-    chains, dim = pos.shape
+    chains = int(config.chains)
     data = as_data(data)
     keys = chain_keys(key, chains)
     devices = chain_devices(chains, config.devices)
-
-    def with_values(start) -> StartingPoints:
-        """The starting points with the density and gradient there: the chunk never re-evaluates
-        them at a carried position."""
-        if isinstance(start, StartingPoints):
-            return start
-        if gibbs_fn is not None:   # the Gibbs step evaluates the density at each iteration itself
-            p = np.asarray(start, dtype)
-            return StartingPoints(p, np.zeros(chains, dtype), np.zeros_like(p))
-        return density_at(logdensity_fn, data, np.asarray(start, dtype))
-
     warmup, draws = int(config.warmup), int(config.draws)
     schedule = build_schedule(warmup, draws)
     rows = low_rank_buffer_size(schedule) if config.low_rank else 0   # the low-rank metric's window buffer
 
-    def state_at(start: StartingPoints) -> NUTSChainState:
+    def state_of(start: StartingPoints) -> NUTSChainState:
+        """The chains' states at their starting points, with the density and gradient there: the
+        chunk never re-evaluates them at a carried position."""
         return NUTSChainState(
-            hmc.HMCState(*(np.asarray(a, dtype) for a in start)),
-            init_adaptation_state(chains, dim, config.init_step_size, config.dense_mass, dtype, config.fisher_mass,
-                                  config.low_rank, rows),
+            hmc.HMCState(*start),
+            init_adaptation_state(chains, start.position.shape[1], config.init_step_size, config.dense_mass, dtype,
+                                  config.fisher_mass, config.low_rank, rows),
             keys,
         )
 
-    # (while the chunk compiles a deferred carry only gives shapes: the starting points come after)
-    first = state_at(StartingPoints(pos, np.zeros(chains, dtype), pos) if deferred else with_values(init_positions))
+    # (a deferred start gives the shapes now; its search runs while the chunk compiles)
+    first, start = starting_carry(init_positions, chains, logdensity_fn, data, state_of, values=gibbs_fn is None)
+    dim = first.hmc.position.shape[1]
     if config.shard_data and len(devices) > 1:
         carry, placed = distribute(first, data, devices, shard_data=True)
     else:
@@ -412,9 +429,9 @@ def sample_nuts(
     target = np.asarray(config.target_accept, dtype)
     compiled, compile_s, found = _get_compiled(
         logdensity_fn, placed, carry, pad_schedule(schedule, 0, config.chunk_size), target, config, devices,
-        gibbs_fn=gibbs_fn, meanwhile=init_positions.find if deferred else None)
-    if deferred:     # the starting points were searched for while the chunk compiled
-        carry = place_chains(state_at(with_values(found)), devices)
+        gibbs_fn=gibbs_fn, meanwhile=start)
+    if start is not None:
+        carry = place_chains(found, devices)
     data = placed
 
     record = ChunkRecorder(warmup, draws, config.thin, callback)
