@@ -90,9 +90,10 @@ def _std_normal(x, data):
     return -0.5 * jnp.sum((x - data["m"]) ** 2)
 
 
-def test_starting_points_are_found_while_the_chunk_compiles():
+def test_starting_points_are_found_while_the_chunk_compiles(monkeypatch):
     import threading
 
+    import ppl.inference.nuts as nuts_module
     from ppl.inference.nuts import NUTSConfig, sample_nuts
     from ppl.inference.parallel import DeferredInit
     from ppl.inference.rng import stream
@@ -106,6 +107,14 @@ def test_starting_points_are_found_while_the_chunk_compiles():
         calls.append(threading.current_thread() is threading.main_thread())
         return init
 
+    asked = []      # what the XLA options were chosen by: (data read per evaluation, the run's work)
+
+    def spy(size, devices, work=None):
+        asked.append((size, work))
+        return chosen(size, devices, work)
+
+    chosen = nuts_module.compiler_options
+    monkeypatch.setattr(nuts_module, "compiler_options", spy)
     logp = jax.jit(_std_normal)
     deferred = sample_nuts(logp, data, DeferredInit(init.shape, find), stream(3, 2), config)
     assert calls == [True]      # once, in the caller's thread (XLA compiled in another)
@@ -113,6 +122,11 @@ def test_starting_points_are_found_while_the_chunk_compiles():
     given = sample_nuts(logp, data, init, stream(3, 2), config)    # the same program, cached
     assert given.compile_s == 0
     np.testing.assert_array_equal(deferred.positions, given.positions)
+    # the run's length reaches the choice; a longer run with the same options reuses the program
+    longer = sample_nuts(logp, data, init, stream(3, 2), config._replace(draws=970))
+    assert longer.compile_s == 0
+    assert asked[0][0] == 3 and asked[0][1] > 0
+    assert asked[1] == asked[0] and asked[2][1] == pytest.approx(asked[0][1] * 1000 / 50)
 
     def fail():
         raise ValueError("no starting point")
