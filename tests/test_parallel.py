@@ -176,6 +176,13 @@ def test_the_run_work_counts_density_operations_iterations_and_chains_per_core()
         return jax.lax.fori_loop(0, 10, lambda i, s: s + jnp.sum(data["y"] * x[0]), 0.0)
 
     assert density_ops(density_jaxpr(looped, 3, np.float64, data)) >= 40
+
+    def scanned(x, data):   # a recurrence over the 40 rows: its body counts 40 times
+        return jax.lax.scan(lambda s, row: (s + jnp.sum(row * x), None), 0.0, data["X"])[0]
+
+    short = {"X": np.ones((4, 3)), "y": np.ones(4)}
+    assert density_ops(density_jaxpr(scanned, 3, np.float64, data)) == \
+        10 * density_ops(density_jaxpr(scanned, 3, np.float64, short))
     profile = density_profile(logp, 3, np.float64, data)
     assert profile.data_size == 160 and profile.ops == ops
     assert density_profile(logp, 3, np.float64, {k: v + 1 for k, v in data.items()}) is profile  # same layout
