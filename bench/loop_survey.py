@@ -39,13 +39,14 @@ import numpy as np
 import jax
 import ppl
 import ppl.inference.parallel as parallel
-from ppl.inference.parallel import density_data_size
 warnings.simplefilter("ignore")
 models_dir, shared, out, extra = sys.argv[1:5]
 chosen = parallel.compiler_options
-def with_extra(size, devices):      # --options: merged into ppl's own choice
-    return {**(chosen(size, devices) or {}), **json.loads(extra)} or None
-parallel.compiler_options = with_extra
+def with_extra(size, devices, work=None, quick=False):      # --options: merged into ppl's own choice
+    return {**(chosen(size, devices, work, quick=quick) or {}), **json.loads(extra)} or None
+import ppl.inference.nuts, ppl.inference.chunks
+for module in (parallel, ppl.inference.nuts, ppl.inference.chunks):   # (each imports it by name)
+    module.compiler_options = with_extra
 res = {}
 for name in sys.argv[5:]:
     model = ppl.load(f"{models_dir}/{name}.gm")
@@ -53,9 +54,10 @@ for name in sys.argv[5:]:
     post = model.sample(data, chains=4, warmup=1000, draws=1000, seed=1)
     t = post.timings
     lw = model.bind(data)
-    size = density_data_size(jax.jit(lw.log_density), lw.dim, np.float64, lw.arrays())
+    profile = parallel.density_profile(jax.jit(lw.log_density), lw.dim, np.float64, lw.arrays())
     res[name] = {"compile_s": float(t["compile_s"]), "run_s": float(t["warmup_s"] + t["sampling_s"]),
-                 "grads": int(np.asarray(post.stats["n_leapfrog__"]).sum()), "data_size": size}
+                 "grads": int(np.asarray(post.stats["n_leapfrog__"]).sum()), "data_size": profile.data_size,
+                 "ops": profile.ops}
     print(name, res[name], flush=True)
     json.dump(res, open(out, "w"))
 """
@@ -108,11 +110,12 @@ def main() -> None:
     head = "| model | " + " | ".join(f"compile s @{t}" for t in ths) + " | " + \
         " | ".join(f"warm-up+sampling s @{t}" for t in ths) + " | " + \
         " | ".join(f"run ÷ @{ths[0]}, @{t}" for t in ths[1:]) + " |"
-    head += " data read per evaluation |"
-    lines = [head, "|---|" + "---:|" * (3 * len(ths))]
+    head += " data read per evaluation | density operations | leapfrog steps (sampling, baseline) |"
+    lines = [head, "|---|" + "---:|" * (3 * len(ths) + 2)]
     for m in models:
         cells = [f"{runs[t][m]['compile_s']:.2f}" for t in ths] + [f"{runs[t][m]['run_s']:.3f}" for t in ths] + \
-            [f"{runs[t][m]['run_s'] / base[m]['run_s']:.2f}" for t in ths[1:]] + [str(base[m]["data_size"])]
+            [f"{runs[t][m]['run_s'] / base[m]['run_s']:.2f}" for t in ths[1:]] + [str(base[m]["data_size"])] + \
+            [str(base[m].get("ops", "")), str(base[m]["grads"])]
         same = all(runs[t][m]["grads"] == base[m]["grads"] for t in ths)
         lines.append(f"| {m}{'' if same else ' (gradient counts differ)'} | " + " | ".join(cells) + " |")
     summary = []

@@ -85,13 +85,23 @@ def scaled10(normal10):
     return res, scales, nuts.compile_count() - before
 
 
+def check_acceptance(res, target=0.8):
+    """Dual averaging holds warm-up's mean acceptance at the target; sampling runs at its averaged
+    step size, which is smaller than the last iterate, so acceptance after warm-up sits above the
+    target, as in Stan (these 10-dimensional Gaussians: 0.87-0.91 over 12 seeds and both of
+    ppl's XLA optimisation levels). Below the target, or near 1 (a step size far too small), the
+    adaptation is wrong."""
+    accept = res.stats["accept_stat__"].mean()
+    assert target - 0.05 < accept < 0.95, accept
+
+
 def test_standard_normal_10d(normal10):
     res, n_compiles = normal10
     assert n_compiles == 1 and res.compile_s > 0
     assert res.completed and res.positions.shape == (4, 1000, 10)
     check_moments(res.positions, np.zeros(10), np.ones(10))
     assert np.all((res.step_size > 0.4) & (res.step_size < 1.3)), res.step_size
-    assert abs(res.stats["accept_stat__"].mean() - 0.8) < 0.1
+    check_acceptance(res)
     assert np.all(np.abs(res.inverse_mass_matrix - 1) < 0.5)
     assert res.stats["divergent__"].sum() == 0
     assert res.warmup_s > 0 and res.sampling_s > 0
@@ -120,7 +130,7 @@ def test_mass_matrix_adaptation_scales(scaled10):
     ratio = res.inverse_mass_matrix / scales**2
     assert np.all((ratio > 0.5) & (ratio < 2.0)), ratio
     assert np.all((res.step_size > 0.4) & (res.step_size < 1.3)), res.step_size
-    assert abs(res.stats["accept_stat__"].mean() - 0.8) < 0.1
+    check_acceptance(res)
     assert res.stats["treedepth__"].max() <= 5  # well adapted: no long trajectories
 
 

@@ -109,9 +109,9 @@ def test_starting_points_are_found_while_the_chunk_compiles(monkeypatch):
 
     asked = []      # what the XLA options were chosen by: (data read per evaluation, the run's work)
 
-    def spy(size, devices, work=None):
+    def spy(size, devices, work=None, quick=False):
         asked.append((size, work))
-        return chosen(size, devices, work)
+        return chosen(size, devices, work, quick=quick)
 
     chosen = nuts_module.compiler_options
     monkeypatch.setattr(nuts_module, "compiler_options", spy)

@@ -30,6 +30,7 @@ from ppl.inference.nuts_step import NUTSChainState, NUTSDraw, all_finite, make_g
 from ppl.inference.parallel import (DeferredInit, StartingPoints, chain_devices, compile_chunk, compiler_options,
                                    density_profile, distribute, place, place_chains, run_work)
 from ppl.inference.program_cache import chunk_key
+from ppl.inference.quick import QuickCheck, quick_start
 from ppl.inference.rng import raw_keys
 from ppl.inference.stuck import StuckChains
 
@@ -142,7 +143,7 @@ def run_chunked(
     n_iter: int,
     chunk_size: int,
     on_chunk: Callable | None = None,
-    hook: tuple | None = None,
+    hooks: tuple = (),
     call_seconds: float | None = None,
 ):
     """Run ``chunk_fn(carry, schedule_rows) -> (carry, outs)`` over ``n_iter`` iterations.
@@ -156,8 +157,8 @@ def run_chunked(
     do not depend on where calls end.  After each call, ``on_chunk(start, n_valid, outs,
     seconds)`` gets its outputs as numpy (only the first ``n_valid`` iterations are real).  A
     ``KeyboardInterrupt`` (from the user or from ``on_chunk``) stops the loop.
-    ``hook=(iteration, fn)``: a call ends at ``iteration``; every earlier call is recorded and the
-    carry becomes ``fn(carry)``.  Returns ``(carry, n_done, completed)``; ``n_done`` counts the
+    ``hooks``: ``(iteration, fn)`` pairs; a call ends at each ``iteration``, where every earlier call
+    is recorded and the carry becomes ``fn(carry)``.  Returns ``(carry, n_done, completed)``; ``n_done`` counts the
     iterations whose call reached ``on_chunk``.
     """
     n_done, completed = 0, True
@@ -183,7 +184,7 @@ def run_chunked(
         if call_seconds is not None:
             n = max(1, chunk_size // 8) if pace is None else int(call_seconds / max(pace, 1e-9))
         n = max(1, min(n, chunk_size, n_iter - start))
-        return min(n, hook[0] - start) if hook is not None and start < hook[0] else n
+        return min([n] + [at - start for at, _ in hooks if at > start])
 
     t_last = time.perf_counter()
     try:
@@ -191,9 +192,10 @@ def run_chunked(
         # outputs are copied out and recorded, so the device never waits for Python.
         start = 0
         while start < n_iter:
-            if hook is not None and start == hook[0]:
-                flush()
-                carry = hook[1](carry)
+            for at, fn in hooks:
+                if at == start:
+                    flush()
+                    carry = fn(carry)
             n = rows(start)
             carry, outs = chunk_fn(carry, pad_schedule(schedule, start, chunk_size, n))
             flush()
@@ -267,9 +269,11 @@ def signature(tree):
 
 
 def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, devices: list, gibbs_fn=None,
-                  meanwhile: Callable | None = None):
-    """The compiled chunk, its compile time (0 if cached) and what ``meanwhile()`` returned (called
-    while XLA compiles, or at once if nothing is compiled)."""
+                  meanwhile: Callable | None = None, quick: bool | None = None):
+    """The compiled chunk, its compile time (0 if cached), what ``meanwhile()`` returned (called
+    while XLA compiles, or at once if nothing is compiled) and the log density's operation count
+    if the program is the quick one (:mod:`ppl.inference.quick`; ``quick`` None: as
+    :func:`~ppl.inference.quick.quick_start` decides), else None."""
     chains, dim = carry.hmc.position.shape
     # what shapes the program besides the functions and the data layout (also the on-disk key's)
     settings = (
@@ -290,11 +294,15 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
     # density also reads the discrete draws, so every datum counts and its operations are unknown
     profile = density_profile(logdensity_fn, dim, carry.hmc.position.dtype, data) if gibbs_fn is None else None
     size = profile.data_size if profile is not None else sum(int(np.size(x)) for x in jax.tree.leaves(data))
-    work = run_work(profile.ops if profile is not None else None, config.warmup + config.draws, chains, devices)
-    options = compiler_options(size, devices, work)
+    ops = profile.ops if profile is not None else None
+    work = run_work(ops, config.warmup + config.draws, chains, devices)
+    if quick is None:
+        quick = quick_start(ops, config.warmup + config.draws, chains, devices)
+    options = compiler_options(size, devices, work, quick=bool(quick))
+    quick_ops = ops if quick else None
     key = (logdensity_fn, gibbs_fn, signature(data)) + settings + (tuple(sorted((options or {}).items())),)
     if key in _CACHE:
-        return _CACHE[key], 0.0, meanwhile() if meanwhile is not None else None
+        return _CACHE[key], 0.0, meanwhile() if meanwhile is not None else None, quick_ops
     t0 = time.perf_counter()
     depth, dense = int(config.max_depth), bool(config.dense_mass)   # (the metric's kind is in the carry)
     if gibbs_fn is None:
@@ -310,7 +318,7 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
     seconds = time.perf_counter() - t0
     _CACHE[key] = compiled
     _COMPILES[0] += 1
-    return compiled, seconds, other
+    return compiled, seconds, other, quick_ops
 
 
 # ----------------------------------------------------------------------------------
@@ -427,7 +435,7 @@ def sample_nuts(
     else:
         carry, placed = place(first, data, devices)
     target = np.asarray(config.target_accept, dtype)
-    compiled, compile_s, found = _get_compiled(
+    compiled, compile_s, found, quick_ops = _get_compiled(
         logdensity_fn, placed, carry, pad_schedule(schedule, 0, config.chunk_size), target, config, devices,
         gibbs_fn=gibbs_fn, meanwhile=start)
     if start is not None:
@@ -438,18 +446,32 @@ def sample_nuts(
     # (adaptive calls end wherever the check is; fixed ones only at multiples of chunk_size)
     aligned = 1 if config.call_seconds is not None else config.chunk_size
     stuck = StuckChains(warmup, aligned, chains) if config.restart_stuck else None
-    hook = None
+    hooks = []
     if stuck is not None and stuck.check_at is not None:
-        hook = (stuck.check_at, lambda c: stuck.move(c, lambda s: place_chains(s, devices)))
+        hooks.append((stuck.check_at, lambda c: stuck.move(c, lambda s: place_chains(s, devices))))
+    # a quick program (level 0) hands over to the optimised one if the rest of the run is long
+    check = QuickCheck(quick_ops, warmup + draws, chains, devices, aligned) if quick_ops is not None else None
+    if check is not None and check.at is not None:
+        def to_optimised(c):
+            nonlocal compiled, compile_s
+            if check.switch():
+                rows0 = pad_schedule(schedule, 0, config.chunk_size)
+                compiled, seconds, _, _ = _get_compiled(logdensity_fn, data, c, rows0, target, config, devices,
+                                                        quick=False)
+                compile_s += seconds
+            return c
+        hooks.append((check.at, to_optimised))
 
     def on_chunk(start, n_valid, outs, seconds):
         if stuck is not None:
             stuck.observe(start, n_valid, outs)
+        if check is not None:
+            check.observe(start, n_valid, outs)
         record(start, n_valid, outs, seconds)
 
     run = lambda c, rows: compiled(c, rows, data, target)  # noqa: E731
     carry, n_done, completed = run_chunked(run, carry, schedule, warmup + draws, config.chunk_size, on_chunk,
-                                           hook, config.call_seconds)
+                                           sorted(hooks, key=lambda h: h[0]), config.call_seconds)
 
     draws_out = record.outputs()
     if draws_out is None:

@@ -29,7 +29,7 @@ from .program_cache import lower_chunk
 
 __all__ = ["configure_xla", "small_loop_flag", "chain_devices", "over_chains", "compile_chunk", "compiler_options",
            "density_data_size", "density_jaxpr", "density_ops", "density_profile", "DensityProfile", "run_work",
-           "place_chains", "place", "distribute", "DeferredInit", "StartingPoints"]
+           "chains_per_lane", "place_chains", "place", "distribute", "DeferredInit", "StartingPoints"]
 
 _FLAG = "--xla_force_host_platform_device_count"
 
@@ -283,11 +283,17 @@ def run_work(ops: int | None, iterations: int, chains: int, devices: list) -> fl
     most one device per core)."""
     if ops is None:
         return None
+    return float(ops) * max(int(iterations), 1) * chains_per_lane(chains, devices)
+
+
+def chains_per_lane(chains: int, devices: list) -> float:
+    """How many chains one core runs one after another: chains over the devices in use, at most one
+    device per core (at least 1)."""
     lanes = max(1, min(len(devices), os.cpu_count() or 1))
-    return float(ops) * max(int(iterations), 1) * max(1.0, chains / lanes)
+    return max(1.0, chains / lanes)
 
 
-def compiler_options(data_size: int, devices: list, work: float | None = None) -> dict | None:
+def compiler_options(data_size: int, devices: list, work: float | None = None, quick: bool = False) -> dict | None:
     """XLA options for a chunk program. On CPU, XLA's newer fusion emitters are turned off unless
     the log density reads more than SMALL_DATA numbers per evaluation (:func:`density_data_size`)
     *and* the run is long (``work``, :func:`run_work`, at least LONG_RUN; unknown counts as long).
@@ -303,7 +309,9 @@ def compiler_options(data_size: int, devices: list, work: float | None = None) -
     short runs keep them off. LONG_RUN (2e9) is about 2.6 s of sampling for logistic regression
     and 22 s for the mixtures, whose operations cost more; on either side of it the wrong choice
     costs at most about 10 % of compile + sampling.
-    ``PPL_FUSION_EMITTERS=1`` (or ``0``) keeps them on (off) whatever the size and length."""
+    ``PPL_FUSION_EMITTERS=1`` (or ``0``) keeps them on (off) whatever the size and length.
+    ``quick``: the program is also compiled at XLA's backend optimisation level 0, sooner and
+    slower to run (:mod:`ppl.inference.quick` decides when that pays)."""
     if devices[0].platform != "cpu":
         return None
     forced = os.environ.get("PPL_FUSION_EMITTERS", "").strip()
@@ -311,4 +319,7 @@ def compiler_options(data_size: int, devices: list, work: float | None = None) -
         off = forced == "0"
     else:
         off = data_size <= SMALL_DATA or (work is not None and work < LONG_RUN)
-    return {"xla_cpu_use_fusion_emitters": False} if off else None
+    options = {"xla_cpu_use_fusion_emitters": False} if off else {}
+    if quick:
+        options["xla_backend_optimization_level"] = 0
+    return options or None

@@ -1,0 +1,90 @@
+"""A quick first program for short NUTS runs.
+
+At XLA's backend optimisation level 0 (LLVM without its optimisation passes) a NUTS chunk compiles
+about half a second sooner and runs 2-4x slower (over the 45 posteriordb models of the conformance
+suite, 4 chains x 2000 iterations on 2 cores: compile 0.78x, warm-up + sampling 2.56x, geometric
+means; eight schools' chunk 1.47 -> 0.94 s of XLA, its 2000 iterations 0.04 -> 0.09 s). For a run
+whose sampling is short that is the sooner result; for a long one it is not, and how long a NUTS
+run is depends on its trees, which are not known before it starts. So:
+
+* :func:`quick_start`: the chunk is first compiled at level 0 when the run, at a typical
+  TYPICAL_LEAPFROGS steps an iteration, would lose less than QUICK_LOSS_S to it
+  (:func:`level0_loss`);
+* :class:`QuickCheck`: at iteration CHECK_AT the leapfrog steps of the CHECK_SPAN iterations
+  before it give the rest of the run's loss; above SWITCH_S (about what compiling the optimised
+  program costs) that program is compiled and runs the rest. The seed decides those steps, so a
+  call decides the same way every time and its draws are reproducible. With Stan's warm-up the
+  span is the first after the mass matrix's first update (iteration 100 of 1000): before it,
+  with a unit metric, trees are often 5-20x longer than later (kidiq, mesquite).
+
+``PPL_QUICK_START=0`` never compiles the quick program, ``=1`` always does (and still switches).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ppl.inference.parallel import chains_per_lane
+
+__all__ = ["quick_start", "level0_loss", "QuickCheck", "QUICK_LOSS_S", "SWITCH_S", "CHECK_AT", "CHECK_SPAN"]
+
+# Seconds lost at level 0, fitted (non-negative least squares) over the 38 posteriordb models whose
+# log density has at most 5,000 operations, 4 chains x 2000 iterations on 2 cores
+# (bench/loop_survey.py --options '{"xla_backend_optimization_level": 0}',
+# bench/results/optlevel0_survey.md): per iteration of a chain, per gradient, per density
+# operation of a gradient (ppl.inference.parallel.density_ops); residuals 0.11 s rms.
+PER_ITERATION_S = 25e-6
+PER_GRADIENT_S = 0.32e-6
+PER_OPERATION_S = 1.1e-9
+
+TYPICAL_LEAPFROGS = 40   # steps an iteration assumed before any is run (the survey's median: 41)
+QUICK_LOSS_S = 0.25      # level 0 first when the run would lose less (it saves 0.3-0.6 s of compile, quartiles)
+SWITCH_S = 1.5           # the optimised program takes over when the rest would lose more
+CHECK_AT = 150           # the iterations before it (CHECK_SPAN of them) decide
+CHECK_SPAN = 50
+
+
+def level0_loss(ops: int, iterations: int, chains: int, devices: list, leapfrogs: float) -> float:
+    """Seconds a run of ``iterations`` loses at level 0 on each core, at ``leapfrogs`` steps an
+    iteration, for a log density of ``ops`` operations."""
+    per_iteration = PER_ITERATION_S + leapfrogs * (PER_GRADIENT_S + PER_OPERATION_S * ops)
+    return float(iterations) * chains_per_lane(chains, devices) * per_iteration
+
+
+def quick_start(ops: int | None, iterations: int, chains: int, devices: list) -> bool:
+    """Whether the NUTS chunk is first compiled at level 0 (CPU only; ``ops`` None: unknown, no)."""
+    forced = os.environ.get("PPL_QUICK_START", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1" and devices[0].platform == "cpu"
+    if ops is None or devices[0].platform != "cpu":
+        return False
+    return level0_loss(ops, iterations, chains, devices, TYPICAL_LEAPFROGS) < QUICK_LOSS_S
+
+
+class QuickCheck:
+    """Counts the leapfrog steps of the CHECK_SPAN iterations before ``at`` (``observe``, from
+    each chunk's outputs) and says there whether the rest should run on the optimised program
+    (``switch``). ``at`` is CHECK_AT rounded up to a multiple of ``aligned`` (where calls may
+    end); None when the run ends first."""
+
+    def __init__(self, ops: int, total: int, chains: int, devices: list, aligned: int = 1):
+        at = -(-CHECK_AT // aligned) * aligned
+        self.at = at if at < total else None
+        self.ops, self.total, self.chains, self.devices = ops, total, chains, devices
+        self.steps = 0
+
+    def observe(self, start: int, n_valid: int, outs) -> None:
+        if self.at is None:
+            return
+        a, b = max(start, self.at - CHECK_SPAN), min(start + n_valid, self.at)
+        if a < b:
+            self.steps += int(np.asarray(outs.n_leapfrog)[:, a - start:b - start].sum())
+
+    def leapfrogs(self) -> float:
+        """Mean steps an iteration of a chain over the CHECK_SPAN iterations before ``at``."""
+        return self.steps / (self.chains * CHECK_SPAN)
+
+    def switch(self) -> bool:
+        rest = level0_loss(self.ops, self.total - self.at, self.chains, self.devices, self.leapfrogs())
+        return rest > SWITCH_S

@@ -1,0 +1,101 @@
+"""The quick first program of short NUTS runs (ppl.inference.quick): when it is chosen, how the
+leapfrog steps of the first iterations decide whether the optimised program takes over, and that
+the hand-over happens at a fixed iteration, so a call's draws do not depend on timing."""
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ppl  # noqa: F401  (asks XLA for host devices before JAX starts)
+import ppl.inference.nuts as nuts_module
+import ppl.inference.quick as quick
+from ppl.inference.nuts import NUTSConfig, sample_nuts
+from ppl.inference.quick import CHECK_AT, CHECK_SPAN, QuickCheck, level0_loss, quick_start
+from ppl.inference.rng import stream
+
+CPU = [SimpleNamespace(platform="cpu")] * 2
+GPU = [SimpleNamespace(platform="gpu")]
+
+
+def test_level0_loss_grows_with_the_run_its_trees_and_the_density():
+    base = level0_loss(200, 2000, 4, CPU, 40)
+    assert base > 0
+    assert level0_loss(200, 4000, 4, CPU, 40) == pytest.approx(2 * base)    # twice the iterations
+    assert level0_loss(200, 2000, 8, CPU, 40) == pytest.approx(2 * base)    # twice the chains per core
+    assert level0_loss(200, 2000, 4, CPU, 400) > 5 * base                   # longer trees
+    assert level0_loss(20000, 2000, 4, CPU, 40) > 5 * base                  # a costlier density
+
+
+def test_quick_start_for_small_densities_and_short_runs(monkeypatch):
+    monkeypatch.delenv("PPL_QUICK_START", raising=False)
+    assert quick_start(200, 2000, 4, CPU)               # eight schools' size, Stan's default run
+    assert not quick_start(200, 200000, 4, CPU)         # a hundred times longer
+    assert not quick_start(50000, 2000, 4, CPU)         # the mixtures' density
+    assert not quick_start(None, 2000, 4, CPU)          # operations unknown (NUTS within Gibbs)
+    assert not quick_start(200, 2000, 4, GPU)           # CPU only
+    monkeypatch.setenv("PPL_QUICK_START", "0")
+    assert not quick_start(200, 2000, 4, CPU)
+    monkeypatch.setenv("PPL_QUICK_START", "1")
+    assert quick_start(50000, 200000, 4, CPU) and not quick_start(200, 2000, 4, GPU)
+
+
+def _outs(n_leapfrog):
+    return SimpleNamespace(n_leapfrog=np.asarray(n_leapfrog))
+
+
+def test_quick_check_counts_the_span_before_its_iteration():
+    check = QuickCheck(100, 2000, 2, CPU)
+    assert check.at == CHECK_AT
+    lo = CHECK_AT - CHECK_SPAN
+    # calls of 40 iterations: steps before the span and after the check do not count
+    for start in range(0, CHECK_AT + 40, 40):
+        steps = np.where(np.arange(start, start + 40) < lo, 1000, 7)
+        check.observe(start, 40, _outs(np.tile(steps, (2, 1))))
+    assert check.leapfrogs() == pytest.approx(7.0)
+    assert not check.switch()                        # short trees: the rest stays quick
+    # the longest trees NUTS makes, two chains a core: the rest would lose more than a compile
+    long = QuickCheck(100, 2000, 4, CPU)
+    long.observe(lo, CHECK_SPAN, _outs(np.full((4, CHECK_SPAN), 1023)))
+    assert long.leapfrogs() == 1023 and long.switch()
+    # calls that may only end at multiples of 100 move the check to one; a run that ends first has none
+    assert QuickCheck(100, 2000, 2, CPU, aligned=100).at == -(-CHECK_AT // 100) * 100
+    assert QuickCheck(100, CHECK_AT, 2, CPU).at is None
+
+
+def _std_normal(x, data):
+    return -0.5 * jnp.sum((x - data["m"]) ** 2)
+
+
+def test_the_optimised_program_takes_over_at_the_check(monkeypatch):
+    monkeypatch.delenv("PPL_QUICK_START", raising=False)
+    asked = []      # the quick flag of each program compiled
+
+    def spy(size, devices, work=None, quick=False):
+        asked.append(quick)
+        return chosen(size, devices, work, quick=quick)
+
+    chosen = nuts_module.compiler_options
+    monkeypatch.setattr(nuts_module, "compiler_options", spy)
+    data = {"m": np.array([0.5, -1.0, 2.0])}
+    init = np.array([[0.1, 0.2, 0.3], [-0.3, 0.0, 1.0]])
+    config = NUTSConfig(chains=2, warmup=CHECK_AT + 50, draws=100, chunk_size=25)
+    logp = jax.jit(_std_normal)
+    nuts_module.clear_cache()
+
+    stays = sample_nuts(logp, data, init, stream(5, 2), config)
+    assert asked == [True]              # a short run of a small density: the quick program, kept
+    monkeypatch.setattr(quick, "SWITCH_S", -1.0)   # any rest is too long at level 0
+    before = nuts_module.compile_count()
+    switched = sample_nuts(logp, data, init, stream(5, 2), config)
+    assert asked == [True, True, False]     # the quick program (cached), then the optimised one
+    assert nuts_module.compile_count() - before == 1 and switched.compile_s > 0
+    again = sample_nuts(logp, data, init, stream(5, 2), config)    # both cached now: the same draws
+    assert again.compile_s == 0
+    np.testing.assert_array_equal(again.positions, switched.positions)
+    # both samplers target N(m, I): 200 draws each, a mean within about 5 standard errors
+    for res in (stays, switched):
+        assert res.positions.shape == (2, 100, 3)
+        np.testing.assert_allclose(res.positions.mean(axis=(0, 1)), data["m"], atol=0.4)
+        np.testing.assert_allclose(res.positions.std(axis=(0, 1)), 1.0, atol=0.3)
