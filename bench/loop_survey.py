@@ -5,6 +5,7 @@ per value (XLA reads its flags once, when JAX starts its backend), no compile ca
     python bench/loop_survey.py --thresholds 1024,32768 --out bench/results/loop_survey.md
     python bench/loop_survey.py --suffstats --out bench/results/suffstats_survey.md
     python bench/loop_survey.py --emitters --out bench/results/emitters_survey.md
+    python bench/loop_survey.py --quick --out bench/results/quick_survey.md
     python bench/loop_survey.py --options '{"xla_backend_optimization_level": 1}'
 
 ``--thresholds``: XLA's CPU small-while-loop threshold (ppl.inference.parallel.SMALL_LOOP_BYTES);
@@ -13,7 +14,8 @@ likelihoods row by row (PPL_SUFFSTATS=0) against through sufficient statistics (
 the default), at ppl's threshold. ``--emitters``: XLA's CPU fusion emitters on
 (PPL_FUSION_EMITTERS=1, baseline) against off (=0) for every model, with the numbers of data one
 log-density evaluation reads (ppl.inference.parallel.density_data_size, which ppl's default
-choice goes by). ``--options``: ppl's compile options for the chunk against them with a JSON object
+choice goes by). ``--quick``: NUTS's quick first program never used (PPL_QUICK_START=0, baseline)
+against ppl's choice (ppl.inference.quick). ``--options``: ppl's compile options for the chunk against them with a JSON object
 of XLA options added. ``--models a,b``: only those models.
 """
 from __future__ import annotations
@@ -82,6 +84,8 @@ def main() -> None:
                     help="compare PPL_SUFFSTATS=0 (baseline) with the default instead of thresholds")
     ap.add_argument("--emitters", action="store_true",
                     help="compare XLA's fusion emitters on (baseline) and off instead of thresholds")
+    ap.add_argument("--quick", action="store_true",
+                    help="compare PPL_QUICK_START=0 (baseline) with ppl's choice of a quick first program")
     ap.add_argument("--options", default=None,
                     help="a JSON object of XLA compile options for the chunk: ppl's choice (baseline) "
                          "against it with these added, instead of thresholds")
@@ -98,6 +102,10 @@ def main() -> None:
     elif args.suffstats:
         ths = ["rows", "suffstats"]
         runs = {t: survey(SMALL_LOOP_BYTES, models, shared, PPL_SUFFSTATS="1" if t == "suffstats" else "0")
+                for t in ths}
+    elif args.quick:
+        ths = ["never-quick", "quick"]
+        runs = {t: survey(SMALL_LOOP_BYTES, models, shared, **({"PPL_QUICK_START": "0"} if t == "never-quick" else {}))
                 for t in ths}
     elif args.emitters:
         ths = ["emitters", "no-emitters"]
@@ -127,12 +135,18 @@ def main() -> None:
                        f"faster by more than 20 % on {int((run < 0.8).sum())}, slower by more than 10 % on "
                        f"{int((run > 1.1).sum())}); compile time geometric mean {np.exp(np.mean(np.log(comp))):.2f} "
                        f"(max {comp.max():.2f})")
+        both = np.array([runs[t][m]["compile_s"] + runs[t][m]["run_s"] - base[m]["compile_s"] - base[m]["run_s"]
+                         for m in models])
+        summary.append(f"- {t} − {ths[0]}, compile + warm-up + sampling: median {np.median(both):+.2f} s "
+                       f"(min {both.min():+.2f}, max {both.max():+.2f}; sooner by more than 0.2 s on "
+                       f"{int((both < -0.2).sum())}, later by more than 0.2 s on {int((both > 0.2).sum())})")
     text = "\n".join(lines) + "\n\n" + "\n".join(summary) + "\n"
     print(text)
     if args.out:
         what, flags = ((f"XLA options {args.options}", f"--options '{args.options}'") if args.options else
                        ("Sufficient statistics", "--suffstats") if args.suffstats else
                        ("XLA fusion emitters", "--emitters") if args.emitters else
+                       ("NUTS's quick first program", "--quick") if args.quick else
                        ("XLA small-while-loop threshold", f"--thresholds {args.thresholds}"))
         Path(args.out).write_text(f"# {what} survey\n\nReproduce: `python bench/loop_survey.py {flags}`\n\n" + text)
 
