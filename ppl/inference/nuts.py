@@ -157,9 +157,10 @@ def run_chunked(
     do not depend on where calls end.  After each call, ``on_chunk(start, n_valid, outs,
     seconds)`` gets its outputs as numpy (only the first ``n_valid`` iterations are real).  A
     ``KeyboardInterrupt`` (from the user or from ``on_chunk``) stops the loop.
-    ``hooks``: ``(iteration, fn)`` pairs; a call ends at each ``iteration``, where every earlier call
-    is recorded and the carry becomes ``fn(carry)``.  Returns ``(carry, n_done, completed)``; ``n_done`` counts the
-    iterations whose call reached ``on_chunk``.
+    ``hooks``: ``(iteration, fn)`` pairs; a call ends at each ``iteration``, where every earlier
+    call is recorded and the carry becomes ``fn(carry)`` (whose time no call is charged with).
+    Returns ``(carry, n_done, completed)``; ``n_done`` counts the iterations whose call reached
+    ``on_chunk``.
     """
     n_done, completed = 0, True
     pending = None  # the call dispatched last, whose outputs are not yet read
@@ -196,6 +197,7 @@ def run_chunked(
                 if at == start:
                     flush()
                     carry = fn(carry)
+                    t_last = time.perf_counter()
             n = rows(start)
             carry, outs = chunk_fn(carry, pad_schedule(schedule, start, chunk_size, n))
             flush()
