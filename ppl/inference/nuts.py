@@ -437,9 +437,9 @@ def sample_nuts(
     else:
         carry, placed = place(first, data, devices)
     target = np.asarray(config.target_accept, dtype)
-    compiled, compile_s, found, quick_ops = _get_compiled(
-        logdensity_fn, placed, carry, pad_schedule(schedule, 0, config.chunk_size), target, config, devices,
-        gibbs_fn=gibbs_fn, meanwhile=start)
+    first_rows = pad_schedule(schedule, 0, config.chunk_size)   # (the rows' shapes the program takes)
+    compiled, compile_s, found, quick_ops = _get_compiled(logdensity_fn, placed, carry, first_rows, target, config,
+                                                          devices, gibbs_fn=gibbs_fn, meanwhile=start)
     if start is not None:
         carry = place_chains(found, devices)
     data = placed
@@ -451,14 +451,12 @@ def sample_nuts(
     hooks = []
     if stuck is not None and stuck.check_at is not None:
         hooks.append((stuck.check_at, lambda c: stuck.move(c, lambda s: place_chains(s, devices))))
-    # a quick program (level 0) hands over to the optimised one if the rest of the run is long
     check = QuickCheck(quick_ops, warmup + draws, chains, devices, aligned) if quick_ops is not None else None
     if check is not None and check.at is not None:
-        def to_optimised(c):
+        def to_optimised(c):    # a quick program (level 0) hands a long rest over to the optimised one
             nonlocal compiled, compile_s
             if check.switch():
-                rows0 = pad_schedule(schedule, 0, config.chunk_size)
-                compiled, seconds, _, _ = _get_compiled(logdensity_fn, data, c, rows0, target, config, devices,
+                compiled, seconds, _, _ = _get_compiled(logdensity_fn, data, c, first_rows, target, config, devices,
                                                         quick=False)
                 compile_s += seconds
             return c
