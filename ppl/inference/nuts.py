@@ -296,10 +296,10 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
     # density also reads the discrete draws, so every datum counts and its operations are unknown
     profile = density_profile(logdensity_fn, dim, carry.hmc.position.dtype, data) if gibbs_fn is None else None
     size = profile.data_size if profile is not None else sum(int(np.size(x)) for x in jax.tree.leaves(data))
-    ops = profile.ops if profile is not None else None
-    work = run_work(ops, config.warmup + config.draws, chains, devices)
+    ops, iterations = (profile.ops if profile is not None else None), config.warmup + config.draws
+    work = run_work(ops, iterations, chains, devices)
     if quick is None:
-        quick = quick_start(ops, config.warmup + config.draws, chains, devices)
+        quick = quick_start(ops, iterations, chains, devices)
     options = compiler_options(size, devices, work, quick=bool(quick))
     quick_ops = ops if quick else None
     key = (logdensity_fn, gibbs_fn, signature(data)) + settings + (tuple(sorted((options or {}).items())),)
