@@ -87,10 +87,14 @@ def test_the_optimised_program_takes_over_at_the_check(monkeypatch):
     stays = sample_nuts(logp, data, init, stream(5, 2), config)
     assert asked == [True]              # a short run of a small density: the quick program, kept
     monkeypatch.setattr(quick, "SWITCH_S", -1.0)   # any rest is too long at level 0
+    lowerings = []
+    lower = nuts_module.lower_over_chains
+    monkeypatch.setattr(nuts_module, "lower_over_chains", lambda *a, **k: lowerings.append(1) or lower(*a, **k))
     before = nuts_module.compile_count()
     switched = sample_nuts(logp, data, init, stream(5, 2), config)
     assert asked == [True, True, False]     # the quick program (cached), then the optimised one
     assert nuts_module.compile_count() - before == 1 and switched.compile_s > 0
+    assert lowerings == []                  # compiled from the quick program's lowering: nothing traced
     again = sample_nuts(logp, data, init, stream(5, 2), config)    # both cached now: the same draws
     assert again.compile_s == 0
     np.testing.assert_array_equal(again.positions, switched.positions)

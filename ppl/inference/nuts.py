@@ -27,27 +27,15 @@ from blackjax.mcmc import hmc
 from ppl.inference.adaptation import (build_schedule, dense_inverse_mass_matrix, init_adaptation_state,
                                       low_rank_buffer_size, pad_schedule)
 from ppl.inference.nuts_step import NUTSChainState, NUTSDraw, all_finite, make_gibbs_step, make_nuts_chunk
-from ppl.inference.parallel import (DeferredInit, StartingPoints, chain_devices, compile_chunk, compiler_options,
-                                   density_profile, distribute, place, place_chains, run_work)
+from ppl.inference.parallel import (DeferredInit, StartingPoints, chain_devices, compile_lowered, compiler_options,
+                                   density_profile, distribute, lower_over_chains, place, place_chains, run_work)
 from ppl.inference.program_cache import chunk_key
 from ppl.inference.quick import QuickCheck, quick_start
 from ppl.inference.rng import raw_keys
 from ppl.inference.stuck import StuckChains
 
-__all__ = [
-    "NUTSConfig",
-    "starting_carry",
-    "SamplerResult",
-    "Progress",
-    "NUTSChainState",
-    "NUTSDraw",
-    "all_finite",
-    "sample_nuts",
-    "make_chunk_fn",
-    "run_chunked",
-    "compile_count",
-    "clear_cache",
-]
+__all__ = ["NUTSConfig", "starting_carry", "SamplerResult", "Progress", "NUTSChainState", "NUTSDraw", "all_finite",
+           "sample_nuts", "make_chunk_fn", "run_chunked", "compile_count", "clear_cache"]
 
 
 class NUTSConfig(NamedTuple):
@@ -253,6 +241,7 @@ class ChunkRecorder:
 # ----------------------------------------------------------------------------------
 
 _CACHE: dict = {}
+_QUICK_LOWERED: dict = {}   # the last quick program's lowering, for a switch to compile at full optimisation
 _COMPILES = [0]
 
 
@@ -263,6 +252,7 @@ def compile_count() -> int:
 
 def clear_cache() -> None:
     _CACHE.clear()
+    _QUICK_LOWERED.clear()
 
 
 def signature(tree):
@@ -302,21 +292,28 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
         quick = quick_start(ops, iterations, chains, devices)
     options = compiler_options(size, devices, work, quick=bool(quick))
     quick_ops = ops if quick else None
-    key = (logdensity_fn, gibbs_fn, signature(data)) + settings + (tuple(sorted((options or {}).items())),)
+    program = (logdensity_fn, gibbs_fn, signature(data)) + settings
+    key = program + (tuple(sorted((options or {}).items())),)
     if key in _CACHE:
         return _CACHE[key], 0.0, meanwhile() if meanwhile is not None else None, quick_ops
     t0 = time.perf_counter()
-    depth, dense = int(config.max_depth), bool(config.dense_mass)   # (the metric's kind is in the carry)
-    if gibbs_fn is None:
-        chunk = make_nuts_chunk(logdensity_fn, depth, dense)
-    else:
-        chunk = make_chunk_fn(*make_gibbs_step(logdensity_fn, gibbs_fn, depth, dense))
-    cache_key = None
-    if profile is not None:
-        cache_key = chunk_key(profile.closed, ("nuts", settings), (carry, rows, data, target), devices)
-    compiled, other = compile_chunk(chunk, carry, rows, data, target, devices, spmd=config.shard_data,
-                                    options=options, meanwhile=meanwhile, cache_key=cache_key,
-                                    result_types=(NUTSDraw,))
+    # a switch from the quick program compiles the same lowering again, at full optimisation
+    lowered = None if quick else _QUICK_LOWERED.pop(program, None)
+    if lowered is None:
+        depth, dense = int(config.max_depth), bool(config.dense_mass)   # (the metric's kind is in the carry)
+        if gibbs_fn is None:
+            chunk = make_nuts_chunk(logdensity_fn, depth, dense)
+        else:
+            chunk = make_chunk_fn(*make_gibbs_step(logdensity_fn, gibbs_fn, depth, dense))
+        cache_key = None
+        if profile is not None:
+            cache_key = chunk_key(profile.closed, ("nuts", settings), (carry, rows, data, target), devices)
+        lowered = lower_over_chains(chunk, carry, rows, data, target, devices, config.shard_data, cache_key,
+                                    (NUTSDraw,))
+    compiled, other = compile_lowered(lowered, options, meanwhile)
+    if quick:
+        _QUICK_LOWERED.clear()
+        _QUICK_LOWERED[program] = lowered
     seconds = time.perf_counter() - t0
     _CACHE[key] = compiled
     _COMPILES[0] += 1

@@ -27,8 +27,8 @@ import numpy as np
 
 from .program_cache import lower_chunk
 
-__all__ = ["configure_xla", "small_loop_flag", "chain_devices", "over_chains", "compile_chunk", "compiler_options",
-           "density_data_size", "density_jaxpr", "density_ops", "density_profile", "DensityProfile", "run_work",
+__all__ = ["configure_xla", "small_loop_flag", "chain_devices", "over_chains", "compile_chunk", "lower_over_chains",
+           "compile_lowered", "compiler_options", "density_data_size", "density_jaxpr", "density_ops", "density_profile", "DensityProfile", "run_work",
            "chains_per_lane", "place_chains", "place", "distribute", "DeferredInit", "StartingPoints"]
 
 _FLAG = "--xla_force_host_platform_device_count"
@@ -162,21 +162,33 @@ def distribute(carry, data, devices: list, shard_data: bool = False):
 def compile_chunk(one_chain: Callable, carry, rows, data, params, devices: list, spmd: bool = False,
                   options: dict | None = None, meanwhile: Callable | None = None, cache_key: str | None = None,
                   result_types: tuple = ()):
-    """Compile ``one_chain`` for every chain of ``carry`` (leading axis) on ``devices``: a program
+    """Compile ``one_chain`` for every chain of ``carry`` (leading axis) on ``devices``
+    (:func:`lower_over_chains`, then :func:`compile_lowered`). Returns the compiled program and
+    what ``meanwhile()``, called while XLA compiles, returned."""
+    lowered = lower_over_chains(one_chain, carry, rows, data, params, devices, spmd, cache_key, result_types)
+    return compile_lowered(lowered, options, meanwhile)
+
+
+def lower_over_chains(one_chain: Callable, carry, rows, data, params, devices: list, spmd: bool = False,
+                      cache_key: str | None = None, result_types: tuple = ()):
+    """``one_chain`` for every chain of ``carry`` (leading axis) on ``devices``, lowered: a program
     per device (``jax.shard_map``), or with ``spmd`` one vectorised program that XLA's partitioner
     splits following the placement of ``carry`` and ``data`` (for data sharded by rows).
-    ``options``: XLA's compile options (:func:`compiler_options`).
     ``cache_key`` (:func:`ppl.inference.program_cache.chunk_key`): the lowered program is kept on
     disk under it, and read back instead of tracing when it is there; ``result_types``: the
-    NamedTuple classes of its results that are not in its arguments (the draws).
-    Returns the compiled program and what ``meanwhile()``, called while XLA compiles, returned."""
+    NamedTuple classes of its results that are not in its arguments (the draws)."""
     chains = jax.tree.leaves(carry)[0].shape[0]
     fn = over_chains(one_chain, chains, devices[:1] if spmd else devices)
     lowered, _ = lower_chunk(jax.jit(fn), (carry, rows, data, params), None if spmd else cache_key, result_types)
+    return lowered
+
+
+def compile_lowered(lowered, options: dict | None = None, meanwhile: Callable | None = None):
+    """``lowered`` compiled with XLA's ``options`` (:func:`compiler_options`), and what
+    ``meanwhile()`` returned: XLA compiles on one core and lets go of Python, so ``meanwhile``
+    runs beside it (if it fails, its error is raised at once; the compilation finishes unseen)."""
     if meanwhile is None:
         return lowered.compile(options), None
-    # XLA compiles on one core and lets go of Python: ``meanwhile`` runs beside it (and if it
-    # fails, its error is raised at once; the compilation finishes unseen)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ppl-xla")
     try:
         compiling = pool.submit(lowered.compile, options)
