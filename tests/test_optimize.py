@@ -83,6 +83,30 @@ def test_laplace_sd_of_normal_normal(normal_fit):
     assert res.laplace["mu"].shape == (1, 4000)
 
 
+def test_laplace_draws_come_from_the_hessians_factor():
+    from ppl.inference.optimize import laplace_draws_from, laplace_factor
+    a = np.array([[2.0, 0.3, 0.1], [0.3, 1.0, -0.2], [0.1, -0.2, 0.5]])
+    factor, why = laplace_factor(lambda u: 0.5 * u @ (a @ u), np.zeros(3))
+    assert why == "" and np.allclose(factor @ factor.T, a)
+
+    class Columns:      # "draws" at z = the unit vectors: their outer products sum to the covariance
+        def standard_normal(self, shape):
+            return np.eye(shape[1])[: shape[0]]
+
+    x = laplace_draws_from(np.zeros(3), factor, 3, Columns())
+    np.testing.assert_allclose(x.T @ x, np.linalg.inv(a), rtol=1e-12, atol=1e-14)
+
+
+def test_a_degenerate_or_saddle_optimum_has_no_laplace_sd_and_says_why():
+    from ppl.inference.optimize import laplace_factor
+    # a collapsing scale: curvature 1 along one axis, 1e-30 along the other (the inverse would be
+    # rounding error; before, numpy's multivariate_normal raised LinAlgError on such a mixture MAP)
+    factor, why = laplace_factor(lambda u: 0.5 * (u[0] ** 2 + 1e-30 * u[1] ** 2), np.zeros(2))
+    assert factor is None and "ill-conditioned" in why and "degenerate" in why
+    factor, why = laplace_factor(lambda u: 0.5 * (u[0] ** 2 - u[1] ** 2), np.zeros(2))
+    assert factor is None and "not positive definite" in why
+
+
 def test_fit_json_holds_parameters_and_inputs(reg, tmp_path):
     model, data, ls = reg
     res = model.optimize(data, mle=True, restarts=3, seed=2)

@@ -168,15 +168,34 @@ def objective(lw) -> Callable:
     return f
 
 
-def laplace_cov(f: Callable, u):
-    """Inverse Hessian of ``f`` (minus the log density) at ``u``; None unless positive definite."""
+def laplace_factor(f: Callable, u):
+    """``(L, why)``: the Cholesky factor ``L`` of the Hessian of ``f`` (minus the log density) at
+    ``u`` (``H = L L^T``, so the Laplace covariance is ``L^-T L^-1``), or None and why not: a
+    Hessian that is not positive definite, or so ill-conditioned that its inverse is rounding error
+    (a degenerate optimum, such as a mixture component whose scale goes to 0)."""
     h = np.asarray(jax.jit(jax.hessian(f))(jnp.asarray(u)))
     h = 0.5 * (h + h.T)
     try:
-        np.linalg.cholesky(h)
+        factor = np.linalg.cholesky(h) if np.all(np.isfinite(h)) else None
     except np.linalg.LinAlgError:
-        return None
-    return np.linalg.inv(h)
+        factor = None
+    if factor is None:
+        return None, "the Hessian is not positive definite, so there is no Laplace sd"
+    d = np.abs(np.diag(factor))
+    condition = (d.max() / d.min()) ** 2       # a lower bound of H's condition number
+    if not condition * np.finfo(h.dtype).eps < 1e-4:
+        return None, (f"the Hessian is ill-conditioned (condition number {condition:.1e} or more), so there is "
+                      "no Laplace sd: the optimum may be degenerate (a scale or weight going to 0, as when a "
+                      "mixture component collapses onto one point); sample instead, or try restarts")
+    return factor, ""
+
+
+def laplace_draws_from(u, factor, n: int, rng) -> np.ndarray:
+    """``n`` draws of N(u, H^-1) from the Hessian's Cholesky factor: ``u + L^-T z``. (Inverting H
+    first and factoring the inverse fails for an ill-conditioned H whose inverse rounds to a matrix
+    that is not positive definite.)"""
+    z = rng.standard_normal((n, len(u)))
+    return u + np.linalg.solve(factor.T, z.T).T
 
 
 @dataclass(eq=False)
@@ -184,7 +203,7 @@ class OptimizeResult:
     """A MAP or maximum-likelihood estimate of every latent and deterministic node."""
 
     estimate: dict                      # name -> np.ndarray (constrained)
-    sd: Optional[dict]                  # MAP: Laplace sd per node (None for MLE or a non-PD Hessian)
+    sd: Optional[dict]                  # MAP: Laplace sd per node (None for MLE or a non-PD/singular Hessian)
     log_density: float                  # objective at the optimum: log prior + log likelihood (MAP), or log lik
     converged: bool
     iterations: int
@@ -281,12 +300,16 @@ def optimize_model(model, lw, arrays, key, config: OptimizeConfig, *, mle: bool 
     values = np.where(np.isfinite(run.value), run.value, np.inf)
     best = int(np.argmin(values))
     u, status = np.asarray(run.u[best]), int(run.status[best])
-    cov = None
+    cov = factor = None
+    why_no_sd = ""
     if not mle and laplace and lw.dim:
-        cov = laplace_cov(lambda x: f(x, data), u)
+        factor, why_no_sd = laplace_factor(lambda x: f(x, data), u)
+    if factor is not None:
+        inv_factor = np.linalg.solve(factor, np.eye(lw.dim))
+        cov = inv_factor.T @ inv_factor
     rng = np.random.default_rng([seed, 2])
-    n_draws = laplace_draws if cov is not None else 0
-    extra = rng.multivariate_normal(u, cov, size=n_draws, method="cholesky") if n_draws else np.zeros((0, lw.dim))
+    n_draws = laplace_draws if factor is not None else 0
+    extra = laplace_draws_from(u, factor, n_draws, rng) if n_draws else np.zeros((0, lw.dim))
     positions = np.concatenate([u[None], extra])[None]
     out, gen_compile, gen_s = model._outputs(lw, arrays, positions, stream(seed, 3))
     names = _estimated_names(lw)
@@ -299,8 +322,7 @@ def optimize_model(model, lw, arrays, key, config: OptimizeConfig, *, mle: bool 
     from ppl.binding import ROLE_LATENT
     params = [n for n in names if lw.binding.roles.get(n) == ROLE_LATENT]
     converged = status in (1, 2, 3)
-    message = STATUS[status] + ("" if cov is not None or mle or not laplace or not lw.dim
-                                else "; the Hessian is not positive definite, so there is no Laplace sd")
+    message = STATUS[status] + (f"; {why_no_sd}" if why_no_sd else "")
     return OptimizeResult(
         estimate=estimate, sd=sd, log_density=float(-run.value[best]), converged=converged,
         iterations=int(run.iterations[best]), method=config.method, mle=mle, message=message, position=u, cov=cov,
