@@ -8,11 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import ppl  # noqa: F401  (asks XLA for host devices before JAX starts)
+import ppl  # (asks XLA for host devices before JAX starts)
 import ppl.inference.nuts as nuts_module
 import ppl.inference.quick as quick
 from ppl.inference.nuts import NUTSConfig, sample_nuts
-from ppl.inference.quick import CHECK_AT, CHECK_SPAN, QuickCheck, level0_loss, quick_start
+from ppl.inference.quick import (CHECK_AT, CHECK_SPAN, ONE_SHOT_LOSS_S, QuickCheck, level0_loss, one_shot_loss,
+                               one_shot_options, quick_start)
 from ppl.inference.rng import stream
 
 CPU = [SimpleNamespace(platform="cpu")] * 2
@@ -103,3 +104,35 @@ def test_the_optimised_program_takes_over_at_the_check(monkeypatch):
         assert res.positions.shape == (2, 100, 3)
         np.testing.assert_allclose(res.positions.mean(axis=(0, 1)), data["m"], atol=0.4)
         np.testing.assert_allclose(res.positions.std(axis=(0, 1)), 1.0, atol=0.3)
+
+
+def test_one_shot_programs_start_quick_when_their_iteration_cap_loses_little(monkeypatch):
+    monkeypatch.delenv("PPL_QUICK_START", raising=False)
+    assert one_shot_loss(201, 10, 10000) < ONE_SHOT_LOSS_S        # eight schools' ADVI, 10,000 steps
+    assert one_shot_loss(2882, 105, 10000) > ONE_SHOT_LOSS_S      # hierarchical linear's: 105 dimensions
+    assert one_shot_loss(248038, 4, 10000) > ONE_SHOT_LOSS_S      # a costly density (arma11)
+    assert one_shot_loss(201, 10, 20000) == pytest.approx(2 * one_shot_loss(201, 10, 10000))
+    data = {"m": np.zeros(3)}
+    level = lambda options: (options or {}).get("xla_backend_optimization_level")  # noqa: E731
+    assert level(one_shot_options(_std_normal, 3, np.float64, data, 10000)) == 0
+    assert level(one_shot_options(_std_normal, 3, np.float64, data, 1e7)) is None
+    monkeypatch.setenv("PPL_QUICK_START", "0")
+    assert level(one_shot_options(_std_normal, 3, np.float64, data, 10000)) is None
+    monkeypatch.setenv("PPL_QUICK_START", "1")
+    assert level(one_shot_options(_std_normal, 3, np.float64, data, 1e7)) == 0
+
+
+def test_vi_and_optimize_compile_with_the_one_shot_choice(monkeypatch):
+    monkeypatch.delenv("PPL_QUICK_START", raising=False)
+    asked = []
+    chosen = quick.compiler_options
+    monkeypatch.setattr(quick, "compiler_options",
+                        lambda size, devices, work=None, quick=False: asked.append(quick) or chosen(size, devices, work,
+                                                                                                     quick=quick))
+    model = ppl.compile("mu ~ normal(0, 10)\ny: real[N] ~ normal(mu, 1)")
+    data = {"y": np.array([0.3, 1.2, 0.8, 1.9])}
+    fit = model.vi(data, seed=1)
+    assert asked == [True, True]            # ADVI's program and its draws' program, both small: level 0
+    assert abs(fit["mu"].mean() - data["y"].sum() / (4 + 1e-2)) < 0.2
+    model.optimize(data, seed=1, max_iter=10 ** 7)     # a cap this long could lose seconds: optimised
+    assert asked[-1] is False

@@ -34,6 +34,7 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
+from ppl.inference.quick import one_shot_options
 from ppl.inference.rng import stream
 
 __all__ = ["OptimizeConfig", "OptimizeResult", "minimize", "optimize_model", "METHODS"]
@@ -147,7 +148,12 @@ def minimize(f_data: Callable, data, starts, config: OptimizeConfig, compiled=No
     """Run (compiling unless ``compiled`` is given); returns (Run of numpy arrays, compiled, compile s, run s)."""
     t0 = time.perf_counter()
     if compiled is None:
-        compiled = minimizer(f_data, config).lower(jnp.asarray(starts), data).compile()
+        # at most max_iter iterations a start: an Adam step costs about an ADVI step, an L-BFGS
+        # iteration (its line search, its two-loop recursion) about ten
+        starts = jnp.asarray(starts)
+        steps = len(starts) * config.max_iter * (10 if config.method == "lbfgs" else 1)
+        options = one_shot_options(f_data, starts.shape[1], starts.dtype, data, steps)
+        compiled = minimizer(f_data, config).lower(starts, data).compile(options)
     t1 = time.perf_counter()
     run = jax.device_get(compiled(jnp.asarray(starts), data))
     return run, compiled, t1 - t0, time.perf_counter() - t1

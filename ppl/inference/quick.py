@@ -17,7 +17,12 @@ run is depends on its trees, which are not known before it starts. So:
   span is the first after the mass matrix's first update (iteration 100 of 1000): before it,
   with a unit metric, trees are often 5-20x longer than later (kidiq, mesquite).
 
-``PPL_QUICK_START=0`` never compiles the quick program, ``=1`` always does (and still switches).
+Programs that run once (an optimiser's, ADVI's, Pathfinder's: :func:`one_shot_options`) are
+compiled at level 0 when the most they could lose, at their iteration cap, is under ONE_SHOT_LOSS_S:
+there the saving is larger (eight schools' ADVI compiles in 1.8 s against 4.6 s, its L-BFGS in
+1.4 against 1.8 s) and nothing switches, since the programs are not run in long stretches.
+
+``PPL_QUICK_START=0`` never compiles a quick program, ``=1`` always does (NUTS still switches).
 """
 from __future__ import annotations
 
@@ -25,9 +30,10 @@ import os
 
 import numpy as np
 
-from ppl.inference.parallel import chains_per_lane
+from ppl.inference.parallel import chains_per_lane, compiler_options, density_profile
 
-__all__ = ["quick_start", "level0_loss", "QuickCheck", "QUICK_LOSS_S", "SWITCH_S", "CHECK_AT", "CHECK_SPAN"]
+__all__ = ["quick_start", "level0_loss", "QuickCheck", "one_shot_options", "one_shot_loss", "QUICK_LOSS_S", "SWITCH_S", "CHECK_AT",
+           "CHECK_SPAN", "ONE_SHOT_LOSS_S"]
 
 # Seconds lost at level 0, fitted (non-negative least squares) over the 38 posteriordb models whose
 # log density has at most 5,000 operations, 4 chains x 2000 iterations on 2 cores
@@ -43,6 +49,16 @@ QUICK_LOSS_S = 0.25      # level 0 first when the run would lose less (it saves 
 SWITCH_S = 1.5           # the optimised program takes over when the rest would lose more
 CHECK_AT = 150           # the iterations before it (CHECK_SPAN of them) decide
 CHECK_SPAN = 50
+# What an ADVI step loses at level 0 (its gradient, and an ELBO of 100 draws every 100 steps),
+# fitted (non-negative least squares, relative errors) over 16 models: 14 posteriordb ones, eight
+# schools and hierarchical linear regression; the fit is within a factor 2-6 (low_dim_gauss_mix,
+# hmm_example lose more than it says), hence the factor 2 in one_shot_loss. Per step, per density
+# operation (parallel.density_ops), per squared dimension (hierarchical linear, 105 dimensions,
+# loses 235 us a step; mcycle_gp, 66, 294 us)
+ONE_SHOT_STEP_S = 7.3e-6
+ONE_SHOT_OP_S = 0.9e-9
+ONE_SHOT_DIM2_S = 2.7e-8
+ONE_SHOT_LOSS_S = 0.5    # a one-shot program at level 0 when its iteration cap would lose less
 
 
 def level0_loss(ops: int, iterations: int, chains: int, devices: list, leapfrogs: float) -> float:
@@ -52,14 +68,41 @@ def level0_loss(ops: int, iterations: int, chains: int, devices: list, leapfrogs
     return float(iterations) * chains_per_lane(chains, devices) * per_iteration
 
 
+def _forced(devices: list) -> bool | None:
+    """``PPL_QUICK_START``'s answer (level 0 only ever on CPU), or None when it is not set."""
+    forced = os.environ.get("PPL_QUICK_START", "").strip()
+    if devices[0].platform != "cpu":
+        return False
+    return forced == "1" if forced in ("0", "1") else None
+
+
 def quick_start(ops: int | None, iterations: int, chains: int, devices: list) -> bool:
     """Whether the NUTS chunk is first compiled at level 0 (CPU only; ``ops`` None: unknown, no)."""
-    forced = os.environ.get("PPL_QUICK_START", "").strip()
-    if forced in ("0", "1"):
-        return forced == "1" and devices[0].platform == "cpu"
-    if ops is None or devices[0].platform != "cpu":
+    forced = _forced(devices)
+    if forced is not None:
+        return forced
+    if ops is None:
         return False
     return level0_loss(ops, iterations, chains, devices, TYPICAL_LEAPFROGS) < QUICK_LOSS_S
+
+
+def one_shot_loss(ops: int, dim: int, steps: float) -> float:
+    """Seconds ``steps`` ADVI steps (or their equivalent in another one-shot program) lose at level 0,
+    at twice the fitted rate (:data:`ONE_SHOT_STEP_S` and the two after it)."""
+    return 2.0 * steps * (ONE_SHOT_STEP_S + ONE_SHOT_OP_S * ops + ONE_SHOT_DIM2_S * dim * dim)
+
+
+def one_shot_options(logdensity_fn, dim: int, dtype, data, steps: float, devices: list | None = None) -> dict | None:
+    """XLA's options for a program that runs once, as long as at most ``steps`` ADVI steps (its
+    iteration cap, in those units) with ``logdensity_fn(position, data)`` for a ``dim`` position:
+    level 0 (:func:`~ppl.inference.parallel.compiler_options`' ``quick``) when that would lose
+    under ONE_SHOT_LOSS_S (:func:`one_shot_loss`), and the fusion emitters as the data decide."""
+    import jax
+    devices = jax.devices()[:1] if devices is None else devices
+    profile = density_profile(logdensity_fn, dim, dtype, data)
+    forced = _forced(devices)
+    quick = forced if forced is not None else one_shot_loss(profile.ops, dim, steps) < ONE_SHOT_LOSS_S
+    return compiler_options(profile.data_size, devices, float(profile.ops) * max(4.0 * steps, 1.0), quick=quick)
 
 
 class QuickCheck:
