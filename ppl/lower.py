@@ -134,9 +134,10 @@ class Lowered:
         return {n: w.env[n] for n in self.output_names}
 
     def simulate(self, key, arrays) -> dict:
-        """Ancestral draw of every node the data does not fix."""
+        """Ancestral draw of every node the data does not fix (a summed-out variable is drawn
+        like any other, so it has no conditional probabilities ``name.prob``)."""
         w = _Walk(self, arrays, SIMULATE, key=key).run()
-        return {n: w.env[n] for n in self.output_names}
+        return {n: w.env[n] for n in self.output_names if n in w.env}
 
     def unconstrain(self, values: dict):
         """Flat unconstrained vector from constrained values of the latent nodes (e.g. inits)."""

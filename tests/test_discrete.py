@@ -87,6 +87,21 @@ def test_scalar_change_point_is_summed_out():
     np.testing.assert_allclose(float(logp(u)), hand, rtol=1e-10)
 
 
+def test_prior_simulation_draws_summed_out_variables_like_any_other():
+    # (it raised KeyError 'z.prob': the conditional probabilities exist only given the data)
+    model = ppl.compile("""data N: int
+w: simplex[2] ~ dirichlet(ones(2))
+z: int[N] ~ categorical(w)
+y: real[N] ~ normal(z * 3.0, 1)""")
+    sims = model.prior({"N": 5}, draws=2000, seed=2)
+    assert "z.prob" not in sims.draws and sims["z"].shape == (1, 2000, 5)
+    # marginally E z = 1/2 and E y = 1.5; the 2000 draws are independent (the values within one
+    # share w), so the standard error is that of the draws' means; 4 of them allowed
+    for name, mean in (("z", 0.5), ("y", 1.5)):
+        per_draw = sims[name][0].mean(axis=1)
+        assert abs(per_draw.mean() - mean) < 4 * per_draw.std() / np.sqrt(2000)
+
+
 def test_infinite_discrete_support_is_a_clear_error():
     model = ppl.compile("lam ~ gamma(2, 1)\nk ~ poisson(lam)\ny ~ normal(k, 1)", file="m.gm")
     with pytest.raises(ppl.ModelError, match="infinite support") as err:

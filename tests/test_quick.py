@@ -136,3 +136,33 @@ def test_vi_and_optimize_compile_with_the_one_shot_choice(monkeypatch):
     assert abs(fit["mu"].mean() - data["y"].sum() / (4 + 1e-2)) < 0.2
     model.optimize(data, seed=1, max_iter=10 ** 7)     # a cap this long could lose seconds: optimised
     assert asked[-1] is False
+
+
+def test_hmc_and_mh_start_quick_and_hmc_switches_at_the_check(monkeypatch):
+    import ppl.inference.chunks as chunks
+    from ppl.inference.hmc import HMCConfig, sample_hmc
+    from ppl.inference.mh import MHConfig, sample_mh
+    monkeypatch.delenv("PPL_QUICK_START", raising=False)
+    asked, lowerings = [], []
+    chosen, lower = chunks.compiler_options, chunks.lower_over_chains
+    monkeypatch.setattr(chunks, "compiler_options",
+                        lambda size, devices, work=None, quick=False: asked.append(quick) or chosen(size, devices, work,
+                                                                                                     quick=quick))
+    monkeypatch.setattr(chunks, "lower_over_chains", lambda *a, **k: lowerings.append(1) or lower(*a, **k))
+    data = {"m": np.array([0.5, -1.0, 2.0])}
+    init = np.array([[0.1, 0.2, 0.3], [-0.3, 0.0, 1.0]])
+    logp = jax.jit(_std_normal)
+    chunks.clear_cache()
+    mh = sample_mh(logp, data, init, stream(5, 2), MHConfig(chains=2, warmup=200, draws=200, chunk_size=50))
+    assert asked == [True] and mh.positions.shape == (2, 200, 3)       # one density an iteration: quick
+    config = HMCConfig(chains=2, warmup=CHECK_AT + 50, draws=100, chunk_size=25)
+    stays = sample_hmc(logp, data, init, stream(5, 2), config)
+    assert asked[1:] == [True]                                         # short trees: kept
+    monkeypatch.setattr(quick, "SWITCH_S", -1.0)
+    del asked[:], lowerings[:]
+    switched = sample_hmc(logp, data, init, stream(5, 2), config)
+    assert asked == [True, False] and lowerings == []   # the quick program (cached), then its lowering optimised
+    again = sample_hmc(logp, data, init, stream(5, 2), config)
+    np.testing.assert_array_equal(again.positions, switched.positions)
+    for res in (stays, switched):   # N(m, I): 200 draws, means within about 5 standard errors
+        np.testing.assert_allclose(res.positions.mean(axis=(0, 1)), data["m"], atol=0.4)

@@ -26,6 +26,7 @@ from ppl.inference.chunks import all_finite, as_data, chain_keys, drive, startin
 from ppl.inference.nuts import SamplerResult
 from ppl.inference.nuts_step import search_then_move
 from ppl.inference.parallel import StartingPoints
+from ppl.inference.quick import TYPICAL_LEAPFROGS
 
 __all__ = ["HMCConfig", "HMCChainState", "HMCDraw", "make_hmc_step", "sample_hmc"]
 
@@ -150,7 +151,7 @@ def sample_hmc(logdensity_fn: Callable, data, init_positions, key, config: HMCCo
     run = drive("hmc", lambda: make_hmc_step(logdensity_fn, max_steps, dense), logdensity_fn, data, carry,
                 params, warmup=int(config.warmup), draws=int(config.draws), chunk_size=int(config.chunk_size),
                 thin=int(config.thin), static=(max_steps, dense), callback=callback, devices=config.devices,
-                draw_type=HMCDraw, start=start)
+                draw_type=HMCDraw, start=start, leapfrogs=config.num_steps or TYPICAL_LEAPFROGS)
     stats = {name: np.asarray(getattr(run.draws, f)) for name, f in _STATS.items()}
     stats["n_leapfrog__"] = stats["n_leapfrog__"].astype(np.int64)
     stats["divergent__"] = stats["divergent__"].astype(np.int64)

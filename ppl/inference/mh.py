@@ -142,7 +142,7 @@ def sample_mh(logdensity_fn: Callable, data, init_positions, key, config: MHConf
                 np.asarray(config.target_accept, dtype), warmup=int(config.warmup), draws=int(config.draws),
                 chunk_size=int(config.chunk_size), thin=int(config.thin), static=(dense,), callback=callback,
                 schedule=mh_schedule(int(config.warmup), int(config.draws)), devices=config.devices,
-                draw_type=MHDraw, start=start)
+                draw_type=MHDraw, start=start, leapfrogs=0.5)   # (one density an iteration: half a gradient)
     stats = {"lp__": run.draws.lp, "accept_stat__": run.draws.accept_stat, "stepsize__": run.draws.stepsize}
     return SamplerResult(positions=np.asarray(run.draws.position), stats={k: np.asarray(v) for k, v in stats.items()},
                          warmup_divergences=0, step_size=np.asarray(run.carry.adapt.step_size),

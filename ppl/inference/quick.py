@@ -76,14 +76,16 @@ def _forced(devices: list) -> bool | None:
     return forced == "1" if forced in ("0", "1") else None
 
 
-def quick_start(ops: int | None, iterations: int, chains: int, devices: list) -> bool:
-    """Whether the NUTS chunk is first compiled at level 0 (CPU only; ``ops`` None: unknown, no)."""
+def quick_start(ops: int | None, iterations: int, chains: int, devices: list,
+                leapfrogs: float = TYPICAL_LEAPFROGS) -> bool:
+    """Whether a chunk of MCMC iterations of ``leapfrogs`` gradients each (NUTS: unknown before it
+    runs, TYPICAL_LEAPFROGS) is first compiled at level 0 (CPU only; ``ops`` None: unknown, no)."""
     forced = _forced(devices)
     if forced is not None:
         return forced
     if ops is None:
         return False
-    return level0_loss(ops, iterations, chains, devices, TYPICAL_LEAPFROGS) < QUICK_LOSS_S
+    return level0_loss(ops, iterations, chains, devices, leapfrogs) < QUICK_LOSS_S
 
 
 def one_shot_loss(ops: int, dim: int, steps: float) -> float:
