@@ -85,6 +85,26 @@ def test_users_xla_backend_options_are_left_alone():
     assert any(f.startswith("--xla_force_host_platform_device_count=") for f in flags)
 
 
+_LEAN = """
+import sys, ppl
+from ppl.inference import nuts                       # imports BlackJAX
+lean = "blackjax" in sys.modules and "scipy.fft" not in sys.modules and "scipy.fftpack" not in sys.modules
+import blackjax.diagnostics as bd
+import scipy.fftpack
+print(lean, type(sys.modules["scipy.fftpack"]).__name__, scipy.fftpack.next_fast_len is not bd.next_fast_len,
+      [bd.next_fast_len(n) == scipy.fftpack.next_fast_len(n) for n in (7, 1001, 4097)])
+"""
+
+
+def test_blackjax_is_imported_without_scipy_fft_and_scipy_is_left_as_it_was():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", _LEAN], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    # BlackJAX in without scipy.fft; afterwards scipy.fftpack is SciPy's own module, and BlackJAX's
+    # next_fast_len (the stand-in's) gives SciPy's answers
+    assert out.stdout.split("\n")[0] == "True module True [True, True, True]"
+
+
 # ------------------------------------------------------------------ compiling beside other work
 def _std_normal(x, data):
     return -0.5 * jnp.sum((x - data["m"]) ** 2)

@@ -22,6 +22,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from ppl.inference import lean_blackjax  # noqa: F401  (first: BlackJAX without scipy.fft)
 from blackjax.mcmc import hmc, integrators, metrics, proposal, termination, trajectory
 from blackjax.mcmc.nuts import NUTSInfo
 
