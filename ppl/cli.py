@@ -410,7 +410,7 @@ def cmd_vi(args, caught) -> int:
     _print_warnings(caught)
     m = post.meta
     if m.get("iterations") is not None:
-        state = "converged" if m["converged"] else f"NOT converged after {m['iterations']} iterations"
+        state = "converged" if m["converged"] else "NOT converged"
         print(f"{m['family']} ADVI: {state} ({m['iterations']} iterations, ELBO {m['elbo'][-1][1]:.6g})",
               file=sys.stderr)
     else:

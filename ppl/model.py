@@ -174,7 +174,15 @@ class Model:
         config = VIConfig(family=family, **options)
         enable_compile_cache()
         lw = self._bind_for_fit(data, strict, "variational inference")
-        return vi_posterior(self, lw, lw.arrays(), jax.random.PRNGKey(seed), config, draws, seed)
+        post = vi_posterior(self, lw, lw.arrays(), jax.random.PRNGKey(seed), config, draws, seed)
+        m = post.meta
+        if m.get("iterations") is not None and not m["converged"] and post.completed:
+            warnings.warn(f"{family} ADVI did not converge in {m['iterations']} iterations (the relative ELBO "
+                          f"change stayed above tol_rel_obj = {config.tol_rel_obj}), so its draws may be far from "
+                          f"the posterior. Try more iterations (max_iter, --max-iter), a smaller learning rate "
+                          f"(learning_rate, --learning-rate; it was {config.learning_rate}), family "
+                          f"\"pathfinder\", or NUTS (sample) for the reference", ModelWarning, stacklevel=2)
+        return post
 
     def optimize(self, data: Optional[dict] = None, *, method: str = "lbfgs", mle: bool = False, seed: int = 0,
                  restarts: int = 1, laplace_draws: int = 1000, strict: bool = False, **options):

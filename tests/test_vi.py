@@ -70,6 +70,13 @@ def test_fullrank_recovers_correlation(fits):
     assert fits["meanfield"]["alpha"].std() < 0.5 * a.std()      # mean-field underestimates it
 
 
+def test_a_fit_that_does_not_converge_says_so_and_what_to_try():
+    model = ppl.compile(MODEL)
+    with pytest.warns(ppl.ModelWarning, match="did not converge in 100 iterations.*learning rate.*pathfinder"):
+        post = model.vi(make_data(), max_iter=100, draws=10, seed=0)
+    assert not post.meta["converged"] and post.meta["iterations"] == 100
+
+
 def test_elbo_trace_and_stopping_rule(fits):
     from ppl.inference.vi import relative_change, stan_converged
     meta = fits["meanfield"].meta
