@@ -14,7 +14,6 @@ Modules that import BlackJAX import this one first (``PPL_LEAN_BLACKJAX=0`` turn
 """
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import types
@@ -27,7 +26,8 @@ _NAME = "scipy.fftpack"
 def _real_fftpack():
     if isinstance(sys.modules.get(_NAME), _StandIn):
         del sys.modules[_NAME]
-    return importlib.import_module(_NAME)
+    import scipy.fftpack
+    return scipy.fftpack
 
 
 def next_fast_len(*args, **kwargs):
@@ -49,7 +49,7 @@ def import_blackjax() -> None:
     stand_in.next_fast_len = next_fast_len
     sys.modules[_NAME] = stand_in
     try:
-        importlib.import_module("blackjax")
+        import blackjax  # noqa: F401
     finally:
         if sys.modules.get(_NAME) is stand_in:
             del sys.modules[_NAME]
