@@ -136,6 +136,8 @@ def test_vi_and_optimize_compile_with_the_one_shot_choice(monkeypatch):
     assert abs(fit["mu"].mean() - data["y"].sum() / (4 + 1e-2)) < 0.2
     model.optimize(data, seed=1, max_iter=10 ** 7)     # a cap this long could lose seconds: optimised
     assert asked[-1] is False
+    prior = model.prior(data, draws=2000, seed=1)      # ancestral draws, one program run once: level 0
+    assert asked[-1] is True and abs(prior["mu"].std() - 10) < 1.0      # mu ~ normal(0, 10): sd within ~6 se
 
 
 def test_hmc_and_mh_start_quick_and_hmc_switches_at_the_check(monkeypatch):
