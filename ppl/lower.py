@@ -357,7 +357,8 @@ class _Walk:
 
     def _draw(self, node, dist, args, batch, event, key):
         t = node.type
-        if t is not None and (t.lower is not None or t.upper is not None) and not dist.discrete and not event:
+        if (t is not None and (t.lower is not None or t.upper is not None) and not dist.discrete and not event
+                and not self._bounds_hold_support(t, dist, args)):
             return self._draw_truncated(node, dist, args, batch, key)
         try:
             if t is not None and t.base in ("ordered", "positive_ordered"):
@@ -366,6 +367,19 @@ class _Walk:
         except (TypeError, ValueError) as err:
             raise ModelError(f"cannot draw `{node.name}` from `{dist.name}` with argument shapes "
                              f"{[np.shape(a) for a in args]}: {err}", node.dist.span) from None
+
+    def _bounds_hold_support(self, t, dist, args) -> bool:
+        """Whether the declared bounds contain the distribution's whole support (``sigma:
+        real<lower=0> ~ gamma(2, 1)``), known without the parameters: then a plain draw is already
+        within them."""
+        support = dist.support(*args)
+        for declared, edge, outside in ((t.lower, support.lower, np.greater), (t.upper, support.upper, np.less)):
+            if declared is None:
+                continue
+            bound = self.ev(declared)
+            if edge is None or not (is_concrete(bound) and is_concrete(edge)) or np.any(outside(bound, edge)):
+                return False
+        return True
 
     def _draw_truncated(self, node, dist, args, batch, key):
         """Inverse-CDF draw within declared bounds narrower than the support."""

@@ -111,7 +111,7 @@ class Model:
                           "(a data name that does not match a node is reported above)", ModelWarning, stacklevel=2)
         arrays = lw.arrays()
         if lw.dim == 0:
-            return self._ancestral(lw, arrays, jax.random.PRNGKey(seed), chains, draws, kind="posterior")
+            return self._ancestral(lw, arrays, seed, chains, draws, kind="posterior")
         t0 = time.perf_counter()
         # jitted once per binding: the sampler's chunk traces the model once, not at each of
         # its several log-density call sites (the trace is then reused)
@@ -163,7 +163,7 @@ class Model:
         _check_counts(draws=draws)
         enable_compile_cache()
         lw = self.bind(data)
-        return self._ancestral(lw, lw.arrays(), jax.random.PRNGKey(seed), 1, draws, kind="prior")
+        return self._ancestral(lw, lw.arrays(), seed, 1, draws, kind="prior")
 
     def vi(self, data: Optional[dict] = None, *, family: str = "meanfield", draws: int = 1000, seed: int = 0,
            strict: bool = False, **options) -> Posterior:
@@ -175,7 +175,7 @@ class Model:
         config = VIConfig(family=family, **options)
         enable_compile_cache()
         lw = self._bind_for_fit(data, strict, "variational inference")
-        post = vi_posterior(self, lw, lw.arrays(), jax.random.PRNGKey(seed), config, draws, seed)
+        post = vi_posterior(self, lw, lw.arrays(), config, draws, seed)
         m = post.meta
         if m.get("iterations") is not None and not m["converged"] and post.completed:
             warnings.warn(f"{family} ADVI did not converge in {m['iterations']} iterations (the relative ELBO "
@@ -194,7 +194,7 @@ class Model:
         config = OptimizeConfig(method=method, **options)
         enable_compile_cache()
         lw = self._bind_for_fit(data, strict, "optimisation")
-        return optimize_model(self, lw, lw.arrays(), jax.random.PRNGKey(seed), config, mle=mle,
+        return optimize_model(self, lw, lw.arrays(), config, mle=mle,
                               restarts=restarts, laplace_draws=laplace_draws, seed=seed)
 
     def _bind_for_fit(self, data, strict, what):
@@ -214,10 +214,10 @@ class Model:
             fn = self._compiled[key] = build()
         return fn
 
-    def _ancestral(self, lw, arrays, key, chains, draws, kind):
+    def _ancestral(self, lw, arrays, seed, chains, draws, kind):
         t0 = time.perf_counter()
         sim = self._compiled_fn(lw, "simulate", lambda: jax.jit(jax.vmap(lw.simulate, in_axes=(0, None))))
-        keys = jax.random.split(key, chains * draws)
+        keys = raw_keys(stream(seed, 5), chains * draws)     # numpy: no program compiled to split a key
         try:
             lowered = sim.lower(keys, arrays)
             t1 = time.perf_counter()

@@ -91,7 +91,8 @@ PRIOR = """
 mu ~ normal(1, 5)
 tau ~ half_cauchy(5)
 sigma: real<lower=0> ~ normal(0, 2)       # declared bound: truncated to a half-normal
-lam ~ gamma(3, 2)
+lam: real<lower=0> ~ gamma(3, 2)         # a bound that holds the support: a plain draw
+b: real<lower=0, upper=1> ~ beta(2, 3)
 k: int[3] ~ poisson(lam)
 y = mu + tau
 """
@@ -111,11 +112,19 @@ def test_prior_moments(prior_draws):
     assert_sd(post["sigma"], stats.halfnorm(scale=2).std(), name="sigma")
     assert_mean(post["lam"], 1.5, name="lam")
     assert_sd(post["lam"], np.sqrt(3) / 2, name="lam")
+    assert_mean(post["b"], 0.4, name="b")
+    assert_sd(post["b"], stats.beta(2, 3).std(), name="b")
     k = post["k"]
     assert k.shape == (1, 20000, 3) and np.issubdtype(k.dtype, np.integer)
     assert_mean(k.reshape(1, -1), 1.5, name="k")                      # E[k] = E[lam]
     assert_sd(k.reshape(1, -1), np.sqrt(1.5 + 0.75), name="k")        # Var = E[lam] + Var[lam]
     np.testing.assert_allclose(post["y"], post["mu"] + post["tau"])
+
+
+def test_prior_refuses_a_truncation_it_cannot_draw():
+    # gamma has no inverse CDF here, and lower=1 cuts its support: no plain draw is within the bound
+    with pytest.raises(ppl.ModelError, match="cannot simulate `s`: `gamma` restricted to the declared bounds"):
+        ppl.compile("s: real<lower=1> ~ gamma(2, 1)").prior(draws=10, seed=0)
 
 
 def test_prior_median_of_half_cauchy(prior_draws):

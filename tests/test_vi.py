@@ -70,6 +70,20 @@ def test_fullrank_recovers_correlation(fits):
     assert fits["meanfield"]["alpha"].std() < 0.5 * a.std()      # mean-field underestimates it
 
 
+def test_the_numpy_set_up_is_what_optax_and_jax_would_make():
+    import jax
+    from ppl.inference.vi import VIConfig, cholesky_factor, init_gaussian, make_advi_chunk, zeros_state
+    for family in ("meanfield", "fullrank"):
+        q = init_gaussian(np.array([0.5, -1.0, 2.0]), family)
+        _, opt = make_advi_chunk(lambda u, d: -0.5 * (u ** 2).sum(), VIConfig(family=family))
+        ours, theirs = zeros_state(opt, q), opt.init(q)
+        assert jax.tree.structure(ours) == jax.tree.structure(theirs)
+        for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+            assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+        q = q._replace(scale=q.scale + 0.3 * np.tri(*q.scale.shape) if q.scale.ndim == 2 else q.scale - 0.2)
+        np.testing.assert_allclose(cholesky_factor(q, np), cholesky_factor(q), rtol=1e-12)
+
+
 def test_a_fit_that_does_not_converge_says_so_and_what_to_try():
     model = ppl.compile(MODEL)
     with pytest.warns(ppl.ModelWarning, match="did not converge in 100 iterations.*learning rate.*pathfinder"):

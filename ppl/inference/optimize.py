@@ -150,12 +150,12 @@ def minimize(f_data: Callable, data, starts, config: OptimizeConfig, compiled=No
     if compiled is None:
         # at most max_iter iterations a start: an Adam step costs about an ADVI step, an L-BFGS
         # iteration (its line search, its two-loop recursion) about ten
-        starts = jnp.asarray(starts)
+        starts = np.asarray(starts)
         steps = len(starts) * config.max_iter * (10 if config.method == "lbfgs" else 1)
         options = one_shot_options(f_data, starts.shape[1], starts.dtype, data, steps)
         compiled = minimizer(f_data, config).lower(starts, data).compile(options)
     t1 = time.perf_counter()
-    run = jax.device_get(compiled(jnp.asarray(starts), data))
+    run = jax.device_get(compiled(np.asarray(starts), data))
     return run, compiled, t1 - t0, time.perf_counter() - t1
 
 
@@ -179,7 +179,7 @@ def laplace_factor(f: Callable, u):
     ``u`` (``H = L L^T``, so the Laplace covariance is ``L^-T L^-1``), or None and why not: a
     Hessian that is not positive definite, or so ill-conditioned that its inverse is rounding error
     (a degenerate optimum, such as a mixture component whose scale goes to 0)."""
-    h = np.asarray(jax.jit(jax.hessian(f))(jnp.asarray(u)))
+    h = np.asarray(jax.jit(jax.hessian(f))(np.asarray(u)))
     h = 0.5 * (h + h.T)
     try:
         factor = np.linalg.cholesky(h) if np.all(np.isfinite(h)) else None
@@ -289,7 +289,7 @@ def _inputs(lw) -> dict:
     return out
 
 
-def optimize_model(model, lw, arrays, key, config: OptimizeConfig, *, mle: bool = False, restarts: int = 1,
+def optimize_model(model, lw, arrays, config: OptimizeConfig, *, mle: bool = False, restarts: int = 1,
                    laplace: bool = True, laplace_draws: int = 1000, seed: int = 0) -> OptimizeResult:
     """MAP / MLE of a bound model (see the module docstring)."""
     from ppl.results import Posterior
@@ -297,7 +297,7 @@ def optimize_model(model, lw, arrays, key, config: OptimizeConfig, *, mle: bool 
         raise ValueError("restarts must be >= 1 and laplace_draws >= 0")
     t0 = time.perf_counter()
     f = objective(lw)
-    data = (arrays, jnp.asarray(0.0 if mle else 1.0))
+    data = (arrays, np.asarray(0.0 if mle else 1.0, jax.dtypes.canonicalize_dtype(np.float64)))  # numpy: nothing eager
     # plain Stan inits (no best-of-k): restarts of an optimiser gain from diverse starting points
     starts, init_s = model._initial_points(lw, arrays, stream(seed, 1), restarts, best_of=1)
     name = ("optimize", restarts, config)

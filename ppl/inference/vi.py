@@ -30,7 +30,7 @@ import numpy as np
 import optax
 
 from ppl.inference.quick import one_shot_options
-from ppl.inference.rng import stream
+from ppl.inference.rng import raw_keys, stream
 
 __all__ = ["VIConfig", "Gaussian", "FAMILIES", "fit_advi", "fit_pathfinder", "relative_change", "stan_converged"]
 
@@ -59,11 +59,12 @@ class ADVIState(NamedTuple):
     key: jax.Array
 
 
-def cholesky_factor(q: Gaussian) -> jax.Array:
-    """The lower-triangular factor of q's covariance (diagonal: a vector of sds)."""
+def cholesky_factor(q: Gaussian, xp=jnp) -> jax.Array:
+    """The lower-triangular factor of q's covariance (diagonal: a vector of sds); ``xp=np`` for
+    a fitted ``q`` already in numpy (no program compiled)."""
     if q.scale.ndim == 1:
-        return jnp.exp(q.scale)
-    return jnp.tril(q.scale, -1) + jnp.diag(jnp.exp(jnp.diag(q.scale)))
+        return xp.exp(q.scale)
+    return xp.tril(q.scale, -1) + xp.diag(xp.exp(xp.diag(q.scale)))
 
 
 def draw(q: Gaussian, key, n: int):
@@ -137,10 +138,16 @@ def make_advi_chunk(logdensity_fn: Callable, config: VIConfig):
 
 
 def init_gaussian(u0, family: str) -> Gaussian:
-    u0 = jnp.asarray(u0)
+    u0 = np.asarray(u0)     # numpy throughout the set-up: each eager JAX operation is a compilation
     dim = u0.shape[0]
-    scale = jnp.zeros(dim, u0.dtype) if family == "meanfield" else jnp.zeros((dim, dim), u0.dtype)
+    scale = np.zeros(dim, u0.dtype) if family == "meanfield" else np.zeros((dim, dim), u0.dtype)
     return Gaussian(u0, scale)
+
+
+def zeros_state(opt, params):
+    """``opt.init(params)`` for an optimiser whose state starts at zero (Adam: its count and
+    moments), made in numpy from the state's shapes (``opt.init`` would compile its zeros)."""
+    return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), jax.eval_shape(opt.init, params))
 
 
 def fit_advi(logdensity_fn: Callable, data, u0, key, config: VIConfig = VIConfig()):
@@ -151,8 +158,8 @@ def fit_advi(logdensity_fn: Callable, data, u0, key, config: VIConfig = VIConfig
         raise ValueError("eval_elbo, max_iter, grad_draws and elbo_draws must be >= 1")
     chunk, opt = make_advi_chunk(logdensity_fn, config)
     q0 = init_gaussian(u0, config.family)
-    state = ADVIState(q0, opt.init(q0), jax.random.key_data(key) if jnp.issubdtype(
-        jnp.asarray(key).dtype, jax.dtypes.prng_key) else jnp.asarray(key))
+    typed = jax.dtypes.issubdtype(getattr(key, "dtype", np.uint32), jax.dtypes.prng_key)
+    state = ADVIState(q0, zeros_state(opt, q0), jax.random.key_data(key) if typed else np.asarray(key))
     t0 = time.perf_counter()
     # at most max_iter steps (of grad_draws gradients: a step's cost grows with them)
     steps = config.max_iter * (1 + 0.5 * (config.grad_draws - 1))
@@ -206,24 +213,24 @@ def fit_pathfinder(logdensity_fn: Callable, data, u0, key, draws: int, maxiter: 
     # at most maxiter L-BFGS iterations, each with its line search and an ELBO: about ten ADVI steps
     # (measured at level 0: arK, diamonds, low_dim_gauss_mix and mcycle_gp compile 1.0-3.9 s sooner
     # and run 0.2-3.4 s longer)
-    u0 = jnp.asarray(u0)
+    u0 = np.asarray(u0)
     options = one_shot_options(logdensity_fn, u0.shape[0], u0.dtype, data, 10 * maxiter)
     compiled = jax.jit(run).lower(key, u0, data).compile(options)
     compile_s = time.perf_counter() - t0
-    u, lp, lq, elbo = jax.device_get(compiled(key, jnp.asarray(u0), data))
+    u, lp, lq, elbo = jax.device_get(compiled(key, u0, data))
     info = {"elbo": float(elbo), "converged": bool(np.isfinite(elbo)), "compile_s": compile_s,
             "fit_s": time.perf_counter() - t0 - compile_s, "iterations": None, "completed": True}
     return (np.asarray(u), np.asarray(lp), np.asarray(lq)), info
 
 
-def vi_posterior(model, lw, arrays, key, config: VIConfig, draws: int, seed: int = 0):
+def vi_posterior(model, lw, arrays, config: VIConfig, draws: int, seed: int = 0):
     """Fit ``config.family`` to a bound model and return draws from it as a Posterior (kind 'vi')."""
     from ppl.results import Posterior
     if config.family not in FAMILIES:
         raise ValueError(f"unknown family {config.family!r}: use one of {', '.join(FAMILIES)}")
     t0 = time.perf_counter()
     u0, init_s = model._initial_points(lw, arrays, stream(seed, 1), 1, best_of=1)
-    k_fit, k_draw = jax.random.fold_in(key, 2), jax.random.fold_in(key, 3)
+    k_fit, k_draw = raw_keys(stream(seed, 6), 1)[0], raw_keys(stream(seed, 4), 1)[0]   # numpy: nothing eager
     if config.family == "pathfinder":
         (u, lp, lq), info = fit_pathfinder(lw.log_density, arrays, u0[0], k_fit, draws,
                                            elbo_draws=config.elbo_draws)
@@ -235,7 +242,7 @@ def vi_posterior(model, lw, arrays, key, config: VIConfig, draws: int, seed: int
             one_shot_options(lw.log_density, lw.dim, q.mu.dtype, arrays, draws / 4))  # (a step: ~4 densities)
         u, lp, lq = jax.device_get(draws_of(q, k_draw, arrays))
         info["compile_s"] += time.perf_counter() - t1    # includes the (fast) draws
-        L = np.asarray(cholesky_factor(q))
+        L = cholesky_factor(q, np)
         sd = L if L.ndim == 1 else np.sqrt(np.sum(L ** 2, axis=1))
         extra = {"mean": np.asarray(q.mu).tolist(), "sd": sd.tolist()}    # of q, on the unconstrained space
     out, gen_compile, gen_s = model._outputs(lw, arrays, np.asarray(u)[None], stream(seed, 4))
