@@ -17,6 +17,7 @@ from . import ast as A
 from . import combinators
 from . import constraints as C
 from . import suffstats
+from .bounded_draws import draw_within
 from .binding import (KNOWN_ROLES, ROLE_DETERMINISTIC, ROLE_GENERATED, ROLE_LATENT, ROLE_OBSERVED,
                       STRUCTURED, Binding)
 from .distributions import DISTRIBUTIONS, sample_ordered
@@ -357,9 +358,9 @@ class _Walk:
 
     def _draw(self, node, dist, args, batch, event, key):
         t = node.type
-        if (t is not None and (t.lower is not None or t.upper is not None) and not dist.discrete and not event
-                and not self._bounds_hold_support(t, dist, args)):
-            return self._draw_truncated(node, dist, args, batch, key)
+        if t is not None and (t.lower is not None or t.upper is not None) and not dist.discrete and not event:
+            bounds = tuple(self.ev(b) if b is not None else None for b in (t.lower, t.upper))
+            return draw_within(node, bounds, dist, args, batch, key)
         try:
             if t is not None and t.base in ("ordered", "positive_ordered"):
                 return sample_ordered(dist, args, batch, event, key, positive=t.base == "positive_ordered")
@@ -367,32 +368,6 @@ class _Walk:
         except (TypeError, ValueError) as err:
             raise ModelError(f"cannot draw `{node.name}` from `{dist.name}` with argument shapes "
                              f"{[np.shape(a) for a in args]}: {err}", node.dist.span) from None
-
-    def _bounds_hold_support(self, t, dist, args) -> bool:
-        """Whether the declared bounds contain the distribution's whole support (``sigma:
-        real<lower=0> ~ gamma(2, 1)``), known without the parameters: then a plain draw is already
-        within them."""
-        support = dist.support(*args)
-        for declared, edge, outside in ((t.lower, support.lower, np.greater), (t.upper, support.upper, np.less)):
-            if declared is None:
-                continue
-            bound = self.ev(declared)
-            if edge is None or not (is_concrete(bound) and is_concrete(edge)) or np.any(outside(bound, edge)):
-                return False
-        return True
-
-    def _draw_truncated(self, node, dist, args, batch, key):
-        """Inverse-CDF draw within declared bounds narrower than the support."""
-        if dist.lcdf is None or dist.icdf is None:
-            raise ModelError(f"cannot simulate `{node.name}`: `{dist.name}` restricted to the declared bounds "
-                             "has no inverse CDF", node.span)
-        lo = self.ev(node.type.lower) if node.type.lower is not None else -jnp.inf
-        hi = self.ev(node.type.upper) if node.type.upper is not None else jnp.inf
-        plo = jnp.exp(dist.lcdf(jnp.asarray(lo, float), *args))
-        phi = jnp.exp(dist.lcdf(jnp.asarray(hi, float), *args))
-        q = jax.random.uniform(key, batch, minval=0.0, maxval=1.0)
-        x = dist.icdf(plo + q * (phi - plo), *args)
-        return jnp.clip(x, lo, hi)
 
     # ---------------------------------------------------------------- factors
     def _factor(self, j, f):

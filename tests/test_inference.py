@@ -93,6 +93,7 @@ tau ~ half_cauchy(5)
 sigma: real<lower=0> ~ normal(0, 2)       # declared bound: truncated to a half-normal
 lam: real<lower=0> ~ gamma(3, 2)         # a bound that holds the support: a plain draw
 b: real<lower=0, upper=1> ~ beta(2, 3)
+ht: real<lower=0> ~ student_t(5, 0, 2)    # cut at its centre: a half-t (no inverse CDF needed)
 k: int[3] ~ poisson(lam)
 y = mu + tau
 """
@@ -119,6 +120,15 @@ def test_prior_moments(prior_draws):
     assert_mean(k.reshape(1, -1), 1.5, name="k")                      # E[k] = E[lam]
     assert_sd(k.reshape(1, -1), np.sqrt(1.5 + 0.75), name="k")        # Var = E[lam] + Var[lam]
     np.testing.assert_allclose(post["y"], post["mu"] + post["tau"])
+
+
+def test_prior_half_student_t_from_a_declared_bound(prior_draws):
+    ht = prior_draws["ht"].ravel()
+    t = stats.t(5, scale=2)
+    m = t.ppf(0.75)                              # the median of |T|
+    se = 1 / (2 * 2 * t.pdf(m) * np.sqrt(ht.size))
+    assert ht.min() >= 0 and abs(np.median(ht) - m) < 4 * se
+    assert_mean(prior_draws["ht"], 2 * t.expect(lambda x: x, lb=0), name="ht")
 
 
 def test_prior_refuses_a_truncation_it_cannot_draw():
