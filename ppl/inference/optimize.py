@@ -147,15 +147,15 @@ def minimizer(f_data: Callable, config: OptimizeConfig) -> Callable:
 def minimize(f_data: Callable, data, starts, config: OptimizeConfig, compiled=None):
     """Run (compiling unless ``compiled`` is given); returns (Run of numpy arrays, compiled, compile s, run s)."""
     t0 = time.perf_counter()
+    starts = np.asarray(starts)     # numpy: nothing eager
     if compiled is None:
         # at most max_iter iterations a start: an Adam step costs about an ADVI step, an L-BFGS
         # iteration (its line search, its two-loop recursion) about ten
-        starts = np.asarray(starts)
         steps = len(starts) * config.max_iter * (10 if config.method == "lbfgs" else 1)
         options = one_shot_options(f_data, starts.shape[1], starts.dtype, data, steps)
         compiled = minimizer(f_data, config).lower(starts, data).compile(options)
     t1 = time.perf_counter()
-    run = jax.device_get(compiled(np.asarray(starts), data))
+    run = jax.device_get(compiled(starts, data))
     return run, compiled, t1 - t0, time.perf_counter() - t1
 
 

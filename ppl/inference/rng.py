@@ -9,9 +9,10 @@ __all__ = ["stream", "raw_keys"]
 
 def stream(seed: int, purpose: int) -> np.random.SeedSequence:
     """The random stream of one use of ``seed`` (1: initial points, 2: the sampler, 3: generated
-    quantities, 4: draws of an approximation, 5: ancestral simulation, 6: fitting an approximation).  In a run of several processes
-    (``jax.distributed``) each process's stream also depends on its index, so the same seed on
-    every host gives independent chains, not copies."""
+    quantities, 4: draws of an approximation, 5: ancestral simulation, 6: fitting an
+    approximation).  In a run of several processes (``jax.distributed``) each process's stream
+    also depends on its index, so the same seed on every host gives independent chains, not
+    copies."""
     entropy = [int(seed) & 0xFFFFFFFFFFFFFFFF, purpose]
     process = _process_index()
     return np.random.SeedSequence(entropy + ([process] if process is not None else []))
