@@ -243,12 +243,10 @@ class Model:
         recurrence, say) without pulling them all to one mode. ``values``: the points come as
         ``StartingPoints``, with the log density and gradient computed there (NUTS starts from them)."""
         t0 = time.perf_counter()
-        check = self._compiled_fn(lw, "init", lambda: jax.jit(jax.vmap(
-            jax.value_and_grad(lw.log_density), in_axes=(0, None))))
         # numpy draws the candidates: a JAX uniform would be one more program to compile
         cand = np.random.default_rng(seq).uniform(-2.0, 2.0, (tries, chains, lw.dim))
         flat = cand.reshape(tries * chains, lw.dim)
-        lp, grad = jax.device_get(check(flat, arrays))
+        lp, grad = jax.device_get(self._init_program(lw, arrays, tries * chains)(flat, arrays))
         t1 = time.perf_counter()
         ok = (np.isfinite(lp) & np.all(np.isfinite(grad), axis=-1)).reshape(tries, chains)
         if not ok.any():
@@ -283,12 +281,27 @@ class Model:
                           node.span if node is not None else None, hint=hint,
                           file=self.graph.file, source=self.graph.source)
 
+    def _init_program(self, lw, arrays, rows: int):
+        """The compiled log density and gradient at ``rows`` candidate starting points. It runs once,
+        so it is compiled as one-shot programs are (XLA level 0 unless that could cost 0.5 s: a
+        gradient counted as an ADVI step); it compiles while XLA compiles the sampler's chunk, on
+        the same cores."""
+        def build():
+            dtype = jax.dtypes.canonicalize_dtype(np.float64)
+            check = jax.jit(jax.vmap(jax.value_and_grad(lw.log_density), in_axes=(0, None)))
+            options = one_shot_options(lw.log_density, lw.dim, dtype, arrays, rows)
+            return check.lower(jax.ShapeDtypeStruct((rows, lw.dim), dtype), arrays).compile(options)
+        return self._compiled_fn(lw, ("init", rows), build)
+
     def _generate_program(self, lw, arrays, rows: int):
-        """The compiled program giving every output node's value at ``rows`` positions."""
+        """The compiled program giving every output node's value at ``rows`` positions (run once
+        per fit: compiled as a one-shot program, a row counted as a quarter of an ADVI step)."""
         gen = self._compiled_fn(lw, "generate", lambda: jax.jit(jax.vmap(lw.generate, in_axes=(0, 0, None))))
+        dtype = jax.dtypes.canonicalize_dtype(np.float64)
         keys = jax.ShapeDtypeStruct((rows, 2), np.uint32)
-        flat = jax.ShapeDtypeStruct((rows, lw.dim), jax.dtypes.canonicalize_dtype(np.float64))
-        return gen.lower(keys, flat, arrays).compile()
+        flat = jax.ShapeDtypeStruct((rows, lw.dim), dtype)
+        options = one_shot_options(lw.log_density, lw.dim, dtype, arrays, rows / 4)
+        return gen.lower(keys, flat, arrays).compile(options)
 
     def _outputs(self, lw, arrays, positions, seq, programs=None):
         """Constrained values of every output node for every draw (posterior predictive included).

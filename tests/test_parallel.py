@@ -88,21 +88,29 @@ def test_users_xla_backend_options_are_left_alone():
 _LEAN = """
 import sys, ppl
 from ppl.inference import nuts                       # imports BlackJAX
-lean = "blackjax" in sys.modules and "scipy.fft" not in sys.modules and "scipy.fftpack" not in sys.modules
-import blackjax.diagnostics as bd
+lean = ("blackjax" in sys.modules and "scipy.fft" not in sys.modules and "scipy.fftpack" not in sys.modules
+        and "optax" not in sys.modules)
+import jax.numpy as jnp, blackjax.diagnostics as bd, blackjax.adaptation.chees_adaptation as chees
 import scipy.fftpack
 print(lean, type(sys.modules["scipy.fftpack"]).__name__, scipy.fftpack.next_fast_len is not bd.next_fast_len,
       [bd.next_fast_len(n) == scipy.fftpack.next_fast_len(n) for n in (7, 1001, 4097)])
+import optax
+print(type(sys.modules["optax"]).__name__, chees.optax.adam is optax.adam, chees.optax.OptState is optax.OptState,
+      type(jnp.log(2.0)).__name__)
 """
 
 
-def test_blackjax_is_imported_without_scipy_fft_and_scipy_is_left_as_it_was():
+def test_blackjax_is_imported_without_scipy_fft_or_optax_and_both_are_left_as_they_were():
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run([sys.executable, "-c", _LEAN], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    # BlackJAX in without scipy.fft; afterwards scipy.fftpack is SciPy's own module, and BlackJAX's
-    # next_fast_len (the stand-in's) gives SciPy's answers
-    assert out.stdout.split("\n")[0] == "True module True [True, True, True]"
+    lines = out.stdout.split("\n")
+    # BlackJAX in without scipy.fft or optax; afterwards scipy.fftpack is SciPy's own module, and
+    # BlackJAX's next_fast_len (the stand-in's) gives SciPy's answers
+    assert lines[0] == "True module True [True, True, True]"
+    # optax is optax's own module, BlackJAX's reference to it answers with optax's functions, and
+    # jnp.log is JAX's again
+    assert lines[1] == "module True True ArrayImpl"
 
 
 # ------------------------------------------------------------------ compiling beside other work
