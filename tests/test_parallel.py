@@ -220,3 +220,27 @@ def test_the_run_work_counts_density_operations_iterations_and_chains_per_core()
     lanes = min(4, os.cpu_count() or 1)
     assert run_work(ops, 2000, 4, many) == ops * 2000 * max(1.0, 4 / lanes)
     assert run_work(None, 2000, 4, one) is None
+
+
+_GC = """
+import gc
+was = gc.isenabled()
+import ppl
+after_import = gc.isenabled()
+model = ppl.compile("mu ~ normal(0, 1)")
+model.sample(chains=1, warmup=10, draws=10, seed=0)
+after_fit = gc.isenabled()
+gc.disable()
+import importlib, sys
+importlib.reload(sys.modules["ppl"])
+print(was, after_import, after_fit, gc.isenabled())
+"""
+
+
+def test_imports_pause_the_garbage_collector_and_leave_it_as_it_was():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", _GC], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    # on before and after `import ppl` and a first fit; a collector the user turned off stays off
+    assert out.stdout.split("\n")[0] == "True True True False"
