@@ -29,7 +29,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from ppl.inference import lean_blackjax  # noqa: F401  (first: BlackJAX without scipy.fft)
+from ppl.inference import lean_blackjax  # noqa: F401  (first: BlackJAX without scipy.fft or optax)
 from blackjax.adaptation.mass_matrix import (MassMatrixAdaptationState, WelfordAlgorithmState, mass_matrix_adaptation,
                                              welford_algorithm)
 from blackjax.adaptation.metric_estimators import _compute_low_rank_metric, fisher_score_diagonal_from_moments

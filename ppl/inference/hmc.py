@@ -19,7 +19,7 @@ from typing import Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-from ppl.inference import lean_blackjax  # noqa: F401  (first: BlackJAX without scipy.fft)
+from ppl.inference import lean_blackjax  # noqa: F401  (first: BlackJAX without scipy.fft or optax)
 from blackjax.mcmc import hmc, metrics
 
 from ppl.inference.adaptation import AdaptationState, Schedule, _select, init_adaptation_state, update_adaptation

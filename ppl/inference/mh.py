@@ -22,7 +22,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from ppl.inference import lean_blackjax  # noqa: F401  (first: BlackJAX without scipy.fft)
+from ppl.inference import lean_blackjax  # noqa: F401  (first: BlackJAX without scipy.fft or optax)
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 from blackjax.mcmc import random_walk as rw
 

@@ -22,7 +22,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from ppl.inference import lean_blackjax  # noqa: F401  (first: BlackJAX without scipy.fft)
+from ppl.inference import lean_blackjax  # noqa: F401  (first: BlackJAX without scipy.fft or optax)
 from blackjax.mcmc import hmc, integrators, metrics, proposal, termination, trajectory
 from blackjax.mcmc.nuts import NUTSInfo
 

@@ -32,7 +32,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from ppl.inference import lean_blackjax  # noqa: F401  (first: BlackJAX without scipy.fft)
+from ppl.inference import lean_blackjax  # noqa: F401  (first: BlackJAX without scipy.fft or optax)
 from blackjax.mcmc import hmc, metrics
 
 from ppl.inference.adaptation import AdaptationState, Schedule, _select, restart_dual_averaging, update_adaptation

@@ -199,7 +199,7 @@ def draw_fn(logdensity_fn: Callable):
 
 def fit_pathfinder(logdensity_fn: Callable, data, u0, key, draws: int, maxiter: int = 1000, elbo_draws: int = 100):
     """BlackJAX's single-path Pathfinder; returns (u, log p, log q) for ``draws`` draws and info."""
-    from ppl.inference import lean_blackjax  # noqa: F401  (first: BlackJAX without scipy.fft)
+    from ppl.inference import lean_blackjax  # noqa: F401  (first: BlackJAX without scipy.fft or optax)
     from blackjax.vi import pathfinder
 
     def run(key, u0, data):
