@@ -32,17 +32,17 @@ def _column(post, ref_name):
     return np.asarray(x, dtype=float)
 
 
-# Known: with the low-rank metric, gp_pois_regr's GP amplitude comes out too narrow (alpha's sd
-# 0.68/0.77/0.69 with seeds 1/2/3 against the reference's 0.79, with 14-42 divergences; the
-# diagonal metric gives 0.79/0.77). Seed 1 passed until the starting gradient's last bits changed
-# (the search's program compiled at XLA level 0) and one chain took another path.
-KNOWN = {("gp_pois_regr-gp_pois_regr", "lowrank"): "the low-rank metric underestimates alpha's sd (divergences)"}
+# Models whose posterior diverges at the default target acceptance under every metric, run as ppl's
+# divergence warning advises. gp_pois_regr at 0.8 (seeds 1-8): 0-163 divergences a chain with every
+# metric (diag, fisher, dense, lowrank), and the low-rank and dense metrics' larger steps leave the GP
+# amplitude's upper tail under-explored (alpha's sd 0.68-0.80 with lowrank, mean 0.73, against the
+# reference's 0.79; diag 0.77-0.87). At 0.95 (seeds 1-8 lowrank, 1-3 diag and fisher): 0-4
+# divergences a chain (0.9 left up to 21), alpha's sd 0.74-0.80 with lowrank, 0.76-0.79 else.
+TARGET_ACCEPT = {"gp_pois_regr-gp_pois_regr": 0.95}
 
 
 def _params(name, mass):
     marks = [] if name in QUICK else [pytest.mark.slow]
-    if (name, mass) in KNOWN:
-        marks.append(pytest.mark.xfail(reason=KNOWN[name, mass], strict=False))
     return pytest.param(name, mass, marks=marks, id=name if mass == "diag" else f"{name}-{mass}")
 
 
@@ -56,7 +56,8 @@ def test_reference_posterior(name, mass):
         ref = json.load(fh)
     model = ppl.load(os.path.join(HERE, "models", name + ".gm"))
     data = ppl.load_data(os.path.join(folder, "data.json"))
-    post = model.sample(data, chains=4, warmup=1000, draws=1000, seed=1, mass_matrix=mass)
+    post = model.sample(data, chains=4, warmup=1000, draws=1000, seed=1, mass_matrix=mass,
+                        target_accept=TARGET_ACCEPT.get(name))
     ess_ref = ref["num_draws"]
     for pname, r in ref["parameters"].items():
         x = _column(post, pname)
