@@ -17,7 +17,9 @@ import pytest
 
 import ppl  # noqa: F401  (float64)
 from ppl.inference import nuts
-from ppl.inference.adaptation import build_schedule, stan_windows
+from blackjax.mcmc.metrics import LowRankInverseMassMatrix
+
+from ppl.inference.adaptation import build_schedule, init_adaptation_state, stan_windows
 from ppl.inference.nuts import NUTSConfig, Progress, sample_nuts
 from jaxpr_calls import calls_of
 
@@ -403,20 +405,25 @@ def test_the_gibbs_step_evaluates_the_density_at_two_sites():
     assert calls_of("log_density", program.jaxpr) == 4
 
 
-def test_low_rank_mass_matrix_learns_correlated_directions():
+@pytest.mark.parametrize("rank", [10, 4])
+def test_low_rank_mass_matrix_learns_correlated_directions(rank):
     """nutpie's low-rank metric (BlackJAX's estimator, from each slow window's positions and
     gradients) on a Gaussian with scales 1..10 and two strongly correlated pairs: its dense
     equivalent approaches the covariance (a diagonal cannot: correlation 0.99 leaves tree depth
-    near 5 with Stan's metric), the trees are short, and the draws keep their moments."""
+    near 5 with Stan's metric), the trees are short, and the draws keep their moments. Rank 10
+    (the Gaussian rotated at random) is held as a dense matrix (dim <= 2 rank), rank 4 (not
+    rotated: the pairs' four directions) as BlackJAX's factors."""
     rng = np.random.default_rng(5)
     scales = np.linspace(1.0, 10.0, 10)
     corr = np.eye(10)
     corr[0, 1] = corr[1, 0] = 0.99
     corr[2, 3] = corr[3, 2] = -0.99
-    rot = np.linalg.qr(rng.normal(size=(10, 10)))[0]
+    rot = np.linalg.qr(rng.normal(size=(10, 10)))[0] if rank == 10 else np.eye(10)   # rank 4: the pairs' 4 directions
     cov = rot @ (scales[:, None] * corr * scales[None, :]) @ rot.T
     init = rng.uniform(-2, 2, (4, 10))
-    res = sample_nuts(gauss_ld, gauss_data(cov), init, jax.random.PRNGKey(4), NUTSConfig(low_rank=10))
+    res = sample_nuts(gauss_ld, gauss_data(cov), init, jax.random.PRNGKey(4), NUTSConfig(low_rank=rank))
+    held = init_adaptation_state(1, 10, 1.0, False, np.float64, low_rank=rank, buffer=4).mm.inverse_mass_matrix
+    assert isinstance(held, LowRankInverseMassMatrix) == (rank == 4)
     sd = np.sqrt(np.diag(cov))
     check_moments(res.positions, np.zeros(10), sd)
     imm = res.inverse_mass_matrix                       # (chains, 10, 10), dense equivalent

@@ -49,7 +49,7 @@ class NUTSConfig(NamedTuple):
     init_step_size: float = 1.0  # start of Stan's step-size heuristic
     dense_mass: bool = False
     fisher_mass: bool = False  # diagonal metric from sqrt(Var[x] / Var[grad]) (adaptation.update_adaptation)
-    low_rank: int = 0  # > 0: nutpie's low-rank metric of at most this rank (adaptation._update_low_rank)
+    low_rank: int = 0  # > 0: nutpie's low-rank metric of at most this rank (adaptation.update_low_rank)
     thin: int = 1
     devices: int | None = None  # chains split across this many devices; None: chain_devices decides
     shard_data: bool = False  # also split data arrays along their first axis (large N)
@@ -303,9 +303,9 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
     if lowered is None:
         depth, dense = int(config.max_depth), bool(config.dense_mass)   # (the metric's kind is in the carry)
         if gibbs_fn is None:
-            chunk = make_nuts_chunk(logdensity_fn, depth, dense)
+            chunk = make_nuts_chunk(logdensity_fn, depth, dense, int(config.low_rank))
         else:
-            chunk = make_chunk_fn(*make_gibbs_step(logdensity_fn, gibbs_fn, depth, dense))
+            chunk = make_chunk_fn(*make_gibbs_step(logdensity_fn, gibbs_fn, depth, dense, int(config.low_rank)))
         cache_key = None
         if profile is not None:
             cache_key = chunk_key(profile.closed, ("nuts", settings), (carry, rows, data, target), devices)
