@@ -49,7 +49,8 @@ __all__ = [
     "dense_inverse_mass_matrix",
     "restart_dual_averaging",
     "update_adaptation",
-    "update_low_rank",
+    "record_low_rank",
+    "estimate_low_rank",
 ]
 
 
@@ -251,7 +252,7 @@ def update_adaptation(
     da = _select(flags.adapt, _like(da_update(adapt.da, accept_stat), adapt.da), adapt.da)
     step_size = jnp.where(flags.adapt, jnp.exp(da.log_step_size), adapt.step_size)
     if isinstance(adapt.grads, LowRankBuffer):
-        # the metric and its buffer: update_low_rank, once per iteration (outside the passes' loop)
+        # the metric and its buffer: record_low_rank and estimate_low_rank
         step_size = jnp.where(flags.warmup_end, jnp.exp(da.log_step_size_avg), step_size)
         return AdaptationState(step_size.astype(adapt.step_size.dtype), adapt.mm, da, adapt.grads)
     mm = _select(flags.slow, _like(mm_update(adapt.mm, position), adapt.mm), adapt.mm)
@@ -275,35 +276,33 @@ def update_adaptation(
     return AdaptationState(step_size.astype(adapt.step_size.dtype), mm, da, grads)
 
 
-def update_low_rank(mm: MassMatrixAdaptationState, buf: LowRankBuffer, flags, position, grad, rank: int):
-    """nutpie's low-rank metric (Seyboldt et al.; BlackJAX's estimator): a slow iteration adds its
-    position and gradient to the window's buffer; a window's end computes the metric of at most
-    ``rank`` directions from them (under a ``cond``: an eigendecomposition, not paid at the other
-    iterations) and empties it. :func:`update_adaptation` leaves this metric and its buffer alone: a sampler calls this once
-    per iteration, after the transition, with the buffer kept out of the loops inside the
-    iteration (carried through them, the buffer's rows, B x dim twice, were copied by every select
-    of the chain state: eight schools ran at 10 us a gradient against 2 with the diagonal)."""
+def record_low_rank(buf: LowRankBuffer, flags, position, grad) -> LowRankBuffer:
+    """A slow iteration's position and gradient added to the low-rank metric's window buffer (the
+    sampler calls this once per iteration, after the transition: carried through the loops inside
+    an iteration, the buffer's B x dim rows were copied by every select of the chain state, and
+    eight schools ran at 10 us a gradient against 2 with the diagonal). At a window's end
+    :func:`estimate_low_rank` makes the metric from the buffer, in its own program
+    (:mod:`ppl.inference.low_rank`); :func:`update_adaptation` leaves this metric alone."""
     # one row written in place (a select over the whole buffer would cost B x dim per iteration)
     rows = buf.draws.shape[0]
     i = jnp.minimum(buf.count, rows - 1)
     keep = lambda b, new: jnp.where(flags.slow, new.astype(b.dtype), b[i])  # noqa: E731
-    buf = LowRankBuffer(buf.draws.at[i].set(keep(buf.draws, position)), buf.grads.at[i].set(keep(buf.grads, grad)),
-                        jnp.where(flags.slow, jnp.minimum(buf.count + 1, rows), buf.count).astype(buf.count.dtype))
-    imm = mm.inverse_mass_matrix
-    as_dense = not isinstance(imm, LowRankInverseMassMatrix)
+    return LowRankBuffer(buf.draws.at[i].set(keep(buf.draws, position)), buf.grads.at[i].set(keep(buf.grads, grad)),
+                         jnp.where(flags.slow, jnp.minimum(buf.count + 1, rows), buf.count).astype(buf.count.dtype))
+
+
+def estimate_low_rank(imm, buf: LowRankBuffer, rank: int):
+    """nutpie's low-rank metric (Seyboldt et al.; BlackJAX's estimator) of at most ``rank``
+    directions from one chain's window buffer, in the form ``imm`` holds (a dense matrix or
+    BlackJAX's factors: :func:`low_rank_is_dense`), and the buffer emptied: ``(imm, buf)``."""
     dim = buf.draws.shape[1]
-    k = min(int(rank), dim)
-
-    def estimate(b):
-        sigma, _, U, lam = _compute_low_rank_metric(b.draws, b.grads, b.count, k, LOW_RANK_GAMMA, LOW_RANK_CUTOFF)
-        if as_dense:
-            inner = jnp.eye(dim, dtype=sigma.dtype) + (U * (lam - 1.0)) @ U.T
-            return _like(sigma[:, None] * inner * sigma[None, :], imm)
-        return _like(LowRankInverseMassMatrix(sigma, U, lam), imm)
-
-    imm = jax.lax.cond(flags.window_end, estimate, lambda b: mm.inverse_mass_matrix, buf)
-    buf = buf._replace(count=jnp.where(flags.window_end, jnp.zeros_like(buf.count), buf.count))
-    return MassMatrixAdaptationState(imm, mm.wc_state), buf
+    sigma, _, U, lam = _compute_low_rank_metric(buf.draws, buf.grads, buf.count, min(int(rank), dim),
+                                                LOW_RANK_GAMMA, LOW_RANK_CUTOFF)
+    if isinstance(imm, LowRankInverseMassMatrix):
+        new = LowRankInverseMassMatrix(sigma, U, lam)
+    else:
+        new = sigma[:, None] * (jnp.eye(dim, dtype=sigma.dtype) + (U * (lam - 1.0)) @ U.T) * sigma[None, :]
+    return _like(new, imm), buf._replace(count=jnp.zeros_like(buf.count))
 
 
 def dense_inverse_mass_matrix(imm) -> np.ndarray:

@@ -27,6 +27,7 @@ from blackjax.mcmc import hmc
 
 from ppl.inference.adaptation import (build_schedule, dense_inverse_mass_matrix, init_adaptation_state,
                                       low_rank_buffer_size, pad_schedule)
+from ppl.inference.low_rank import LowRankWindows
 from ppl.inference.nuts_step import NUTSChainState, NUTSDraw, all_finite, make_gibbs_step, make_nuts_chunk
 from ppl.inference.parallel import (DeferredInit, StartingPoints, chain_devices, compile_lowered, compiler_options,
                                    density_profile, distribute, lower_over_chains, place, place_chains, run_work)
@@ -49,7 +50,7 @@ class NUTSConfig(NamedTuple):
     init_step_size: float = 1.0  # start of Stan's step-size heuristic
     dense_mass: bool = False
     fisher_mass: bool = False  # diagonal metric from sqrt(Var[x] / Var[grad]) (adaptation.update_adaptation)
-    low_rank: int = 0  # > 0: nutpie's low-rank metric of at most this rank (adaptation.update_low_rank)
+    low_rank: int = 0  # > 0: nutpie's low-rank metric of at most this rank (ppl.inference.low_rank)
     thin: int = 1
     devices: int | None = None  # chains split across this many devices; None: chain_devices decides
     shard_data: bool = False  # also split data arrays along their first axis (large N)
@@ -303,9 +304,9 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
     if lowered is None:
         depth, dense = int(config.max_depth), bool(config.dense_mass)   # (the metric's kind is in the carry)
         if gibbs_fn is None:
-            chunk = make_nuts_chunk(logdensity_fn, depth, dense, int(config.low_rank))
+            chunk = make_nuts_chunk(logdensity_fn, depth, dense)
         else:
-            chunk = make_chunk_fn(*make_gibbs_step(logdensity_fn, gibbs_fn, depth, dense, int(config.low_rank)))
+            chunk = make_chunk_fn(*make_gibbs_step(logdensity_fn, gibbs_fn, depth, dense))
         cache_key = None
         if profile is not None:
             cache_key = chunk_key(profile.closed, ("nuts", settings), (carry, rows, data, target), devices)
@@ -435,6 +436,9 @@ def sample_nuts(
     else:
         carry, placed = place(first, data, devices)
     target = np.asarray(config.target_accept, dtype)
+    low_rank = LowRankWindows(schedule, config.low_rank) if config.low_rank else None
+    if low_rank is not None:
+        low_rank.start(carry, devices)   # (its program compiles beside the chunk's)
     first_rows = pad_schedule(schedule, 0, config.chunk_size)   # (the rows' shapes the program takes)
     compiled, compile_s, found, quick_ops = _get_compiled(logdensity_fn, placed, carry, first_rows, target, config,
                                                           devices, gibbs_fn=gibbs_fn, meanwhile=start)
@@ -446,7 +450,7 @@ def sample_nuts(
     # (adaptive calls end wherever the check is; fixed ones only at multiples of chunk_size)
     aligned = 1 if config.call_seconds is not None else config.chunk_size
     stuck = StuckChains(warmup, aligned, chains) if config.restart_stuck else None
-    hooks = []
+    hooks = low_rank.hooks() if low_rank is not None else []
     if stuck is not None and stuck.check_at is not None:
         hooks.append((stuck.check_at, lambda c: stuck.move(c, lambda s: place_chains(s, devices))))
     check = QuickCheck(quick_ops, warmup + draws, chains, devices, aligned) if quick_ops is not None else None
@@ -488,8 +492,8 @@ def sample_nuts(
         step_size=np.asarray(carry.adapt.step_size),
         inverse_mass_matrix=dense_inverse_mass_matrix(carry.adapt.mm.inverse_mass_matrix),
         completed=completed,
-        compile_s=compile_s,
-        warmup_s=record.warmup_s,
+        compile_s=compile_s + (low_rank.wait_s if low_rank is not None else 0.0),
+        warmup_s=record.warmup_s + (low_rank.run_s if low_rank is not None else 0.0),
         sampling_s=record.sampling_s,
         extra=None if getattr(draws_out, "extra", None) is None else jax.tree.map(np.asarray, draws_out.extra),
         devices=len(devices),

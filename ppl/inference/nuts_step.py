@@ -36,7 +36,7 @@ from ppl.inference import lean_blackjax  # noqa: F401  (first: BlackJAX without 
 from blackjax.mcmc import hmc, metrics
 
 from ppl.inference.adaptation import (AdaptationState, LowRankBuffer, Schedule, _select, restart_dual_averaging,
-                                      update_adaptation, update_low_rank)
+                                      record_low_rank, update_adaptation)
 from ppl.inference.nuts_kernel import build_kernel
 
 __all__ = ["NUTSChainState", "NUTSDraw", "all_finite", "make_nuts_chunk", "make_gibbs_step", "search_then_move",
@@ -174,11 +174,12 @@ def search_then_move(s, flags: Schedule, target_accept, move: Callable, empty):
 
 
 def _iteration(kernel, s: NUTSChainState, ld, flags: Schedule, target_accept, max_depth: int, dense: bool,
-               empty: NUTSDraw, low_rank: int = 0):
+               empty: NUTSDraw):
     """One NUTS iteration (:func:`search_then_move`): trials are trees of depth 1, the transition
     a tree of up to ``max_depth`` doublings. The low-rank metric's window buffer stays outside the
     passes' loop and takes the transition's position and gradient after it
-    (:func:`ppl.inference.adaptation.update_low_rank`, rank at most ``low_rank``)."""
+    (:func:`ppl.inference.adaptation.record_low_rank`; the sampler estimates the metric between
+    chunks: :mod:`ppl.inference.low_rank`)."""
     buf = s.adapt.grads if isinstance(s.adapt.grads, LowRankBuffer) else None
     if buf is not None:   # zero rows in its place (update_adaptation then leaves the metric alone)
         s = s._replace(adapt=s.adapt._replace(grads=buf._replace(draws=buf.draws[:0], grads=buf.grads[:0])))
@@ -191,12 +192,11 @@ def _iteration(kernel, s: NUTSChainState, ld, flags: Schedule, target_accept, ma
 
     s, draw = search_then_move(s, flags, target_accept, move, empty)
     if buf is not None:
-        mm, buf = update_low_rank(s.adapt.mm, buf, flags, s.hmc.position, s.hmc.logdensity_grad, low_rank)
-        s = s._replace(adapt=s.adapt._replace(mm=mm, grads=buf))
+        s = s._replace(adapt=s.adapt._replace(grads=record_low_rank(buf, flags, s.hmc.position, s.hmc.logdensity_grad)))
     return s, draw
 
 
-def make_nuts_chunk(logdensity_fn: Callable, max_depth: int, dense: bool, low_rank: int = 0) -> Callable:
+def make_nuts_chunk(logdensity_fn: Callable, max_depth: int, dense: bool) -> Callable:
     """The one-chain chunk ``(state, schedule, data, target_accept) -> (state, draws)`` (see the
     module docstring); :func:`ppl.inference.parallel.over_chains` runs it for every chain.
 
@@ -211,7 +211,7 @@ def make_nuts_chunk(logdensity_fn: Callable, max_depth: int, dense: bool, low_ra
             s, draws = carry
             flags = jax.tree.map(lambda a: a[i], schedule)
             s, draw = _iteration(kernel, s, ld, flags, target_accept, max_depth, dense,
-                                 jax.tree.map(lambda b: b[i], draws), low_rank)
+                                 jax.tree.map(lambda b: b[i], draws))
             return s, jax.tree.map(lambda b, d: b.at[i].set(d), draws, draw)
 
         n = jnp.sum(schedule.active.astype(jnp.int32))
@@ -220,7 +220,7 @@ def make_nuts_chunk(logdensity_fn: Callable, max_depth: int, dense: bool, low_ra
     return one_chain
 
 
-def make_gibbs_step(logdensity_fn: Callable, gibbs_fn: Callable, max_depth: int, dense: bool, low_rank: int = 0):
+def make_gibbs_step(logdensity_fn: Callable, gibbs_fn: Callable, max_depth: int, dense: bool):
     """NUTS within Gibbs: ``(step, None, None)`` for :func:`ppl.inference.nuts.make_chunk_fn`. Each
     iteration draws ``extra`` (the discrete variables, from their exact conditional given the
     position: ``gibbs_fn(key, position, data)``), then takes a NUTS step on
@@ -233,7 +233,7 @@ def make_gibbs_step(logdensity_fn: Callable, gibbs_fn: Callable, max_depth: int,
         ld = lambda x: logdensity_fn(x, (data, extra))  # noqa: E731
         fresh = hmc.init(state.hmc.position, ld)
         s = NUTSChainState(jax.tree.map(lambda n, o: n.astype(o.dtype), fresh, state.hmc), state.adapt, key)
-        s, draw = _iteration(kernel, s, ld, flags, target_accept, max_depth, dense, _empty_draw(s), low_rank)
+        s, draw = _iteration(kernel, s, ld, flags, target_accept, max_depth, dense, _empty_draw(s))
         return s, draw._replace(extra=extra)
 
     return step, None, None
