@@ -14,6 +14,7 @@ from . import ast as A
 from . import constraints as C
 from .distributions import DISTRIBUTIONS, Distribution
 from .errors import ModelError, did_you_mean
+from .numerics import sum_logsumexp
 
 COMBINATORS = {"mixture": ("weights", "component"), "hmm": ("init", "trans", "emission"),
                "truncated": ("dist", "lower", "upper")}
@@ -95,6 +96,10 @@ def mixture(d: Distribution) -> Distribution:
         comp = d.logpdf(x[..., None], *args)
         return logsumexp(jnp.log(w) + comp, axis=-1)
 
+    def logpdf_sum(x, w, *args):    # one log per group of terms (numerics.sum_logsumexp)
+        x = jnp.asarray(x)
+        return sum_logsumexp(jnp.log(w) + d.logpdf(x[..., None], *args), axis=-1)
+
     def sample(key, batch, w, *args, event_shape=None):
         k1, k2 = jax.random.split(key)
         logits = jnp.broadcast_to(jnp.log(w), tuple(batch) + jnp.shape(w)[-1:])
@@ -106,7 +111,8 @@ def mixture(d: Distribution) -> Distribution:
 
     return Distribution(name=f"mixture of {d.name}", params=("w",) + d.params,
                         param_event_dims=(1,) + (1,) * len(d.params), event_dim=0, discrete=d.discrete,
-                        logpdf=logpdf, sample=sample, support=support, event_shape=lambda *s: ())
+                        logpdf=logpdf, sample=sample, support=support, event_shape=lambda *s: (),
+                        logpdf_sum=logpdf_sum)
 
 
 # ---------------------------------------------------------------- hidden Markov model

@@ -38,6 +38,14 @@ class Distribution:
     icdf: Callable | None = None
     mean: Callable | None = None
     variance: Callable | None = None
+    # the sum of ``logpdf`` over the whole batch, where a summed form is cheaper (a mixture's)
+    logpdf_sum: Callable | None = None
+
+    def summed_logpdf(self, x, *params):
+        """The log density summed over the batch."""
+        if self.logpdf_sum is not None:
+            return self.logpdf_sum(x, *params)
+        return jnp.sum(self.logpdf(x, *params))
 
 
 def _scalar_event_shape(*param_shapes):

@@ -17,6 +17,7 @@ from . import combinators
 from .binding import KNOWN_ROLES, ROLE_DETERMINISTIC, ROLE_GENERATED, ROLE_OBSERVED
 from .errors import ModelError
 from .evaluate import Evaluator
+from .numerics import sum_logsumexp
 
 PROB_SUFFIX = ".prob"
 
@@ -103,7 +104,7 @@ def sum_out(walk, name, dist, args, batch):
     """Density mode: add the marginal of `name` (and what depends on it) to the terms."""
     from .lower import LIKELIHOOD
     logits, covered, factors = enumeration_logits(walk, name, dist, args, batch)
-    walk.terms[(LIKELIHOOD, name)] = jnp.sum(logsumexp(logits, axis=0))
+    walk.terms[(LIKELIHOOD, name)] = sum_logsumexp(logits, axis=0)
     walk.skip |= covered
     walk.skip_factors |= set(factors)
 

@@ -232,7 +232,7 @@ class _Walk:
                 value = self.env[name]
                 self._check_observed_shape(node, dist, args, value)
                 if self.mode == DENSITY:
-                    self.terms[(LIKELIHOOD, name)] = jnp.sum(dist.logpdf(value, *args))
+                    self.terms[(LIKELIHOOD, name)] = dist.summed_logpdf(value, *args)
                 else:
                     self._find_suffstats(name, A.Name(name, node.span), value, node.dist)
             return
@@ -266,7 +266,7 @@ class _Walk:
         if sample_from_u:
             x = self._from_u(node, c, batch + event)
             if self.mode == DENSITY:
-                self.terms[(PRIOR, name)] = jnp.sum(dist.logpdf(x, *args))
+                self.terms[(PRIOR, name)] = dist.summed_logpdf(x, *args)
             return
         if self.mode == SHAPES:
             self._record(node, c, batch + event)
@@ -301,7 +301,7 @@ class _Walk:
             if node.kind == FLAT:
                 return
             dist, args = self._dist(node)
-            self.terms[(PRIOR, node.name)] = jnp.sum(dist.logpdf(value, *args))
+            self.terms[(PRIOR, node.name)] = dist.summed_logpdf(value, *args)
 
     def _deferred_enumeration(self) -> set:
         """A summed-out variable and its descendants are evaluated after everything else, so that
@@ -387,8 +387,8 @@ class _Walk:
                 if f.kind == "observe" and not f.loops and is_concrete(value):
                     self._find_suffstats(f"observe@{j}", f.value, value, f.dist)
                 if not f.loops:     # only its shape is needed: staged, so the data's part compiles nothing
-                    return staged_shape(lambda v, *a: jnp.sum(dist.logpdf(v, *a)), value, *args)
-            return jnp.sum(dist.logpdf(value, *args))
+                    return staged_shape(lambda v, *a: dist.summed_logpdf(v, *a), value, *args)
+            return dist.summed_logpdf(value, *args)
 
         if self.mode == SHAPES and f.loops:
             self.pieces.check_indices([f.value, f.dist], f.loops, f.span)

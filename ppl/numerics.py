@@ -11,8 +11,11 @@ derivatives are themselves differentiable (Hessians for ``ppl optimize`` are exa
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ppl.vector_math import log1p_unit
 
@@ -70,3 +73,52 @@ def _log_sigmoid_pair_jvp(primals, tangents):
     (x,), (dx,) = primals, tangents
     t, s, s_neg = _parts(x)
     return _pair(x, t), (s_neg * dx, -s * dx)
+
+
+# ---------------------------------------------------------------- summed log-sum-exp
+#
+# A mixture's log-likelihood (or a discrete variable summed out) is sum_n logsumexp_k a[n, k]: on
+# CPU, XLA evaluates each float64 log with a call to the C library (about 9 ns), which was a fifth
+# of the mixture benchmark's gradient. After the maximum m_n is taken out, each s_n = sum_k
+# exp(a[n, k] - m_n) lies in [1, K], so a product of G of them stays far inside the float's range
+# (K^G < 2^(max exponent - 24)) and sum_n log s_n is taken as the logs of N/G such products. The
+# product's rounding error is about G/2 ulps (G <= 64: 7e-15 relative, 7e-15 absolute in the log).
+# The derivative is the softmax, as logsumexp's: d(sum_n log s_n) = sum_n ds_n / s_n.
+
+_GROUP_MAX = 64
+
+
+def _group(bound: int, dtype) -> int:
+    """How many values in [1, bound] may be multiplied without leaving ``dtype``'s range."""
+    room = jnp.finfo(dtype).maxexp - 24
+    return int(max(1, min(_GROUP_MAX, room // max(1.0, np.log2(max(bound, 2))))))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _sum_log_bounded(s, bound: int):
+    """sum(log(s)) for s in [1, ``bound``] (zeros, infinities and nans give what the sum of logs
+    gives), with one log per group of :func:`_group` values."""
+    flat = jnp.ravel(s)
+    g = _group(bound, flat.dtype)
+    pad = (-flat.shape[0]) % g
+    if pad:
+        flat = jnp.concatenate([flat, jnp.ones((pad,), flat.dtype)])
+    return jnp.sum(jnp.log(jnp.prod(flat.reshape(-1, g), axis=1)))
+
+
+@_sum_log_bounded.defjvp
+def _sum_log_bounded_jvp(bound, primals, tangents):
+    (s,), (ds,) = primals, tangents
+    return _sum_log_bounded(s, bound), jnp.sum(ds / s)
+
+
+def sum_logsumexp(a, axis: int = -1):
+    """``sum(logsumexp(a, axis))``: the log-sum-exp along ``axis``, summed over every other axis,
+    with a logarithm per group of up to 64 terms instead of one per term (see above)."""
+    a = jnp.moveaxis(jnp.asarray(a), axis, -1)
+    if a.shape[-1] == 0:
+        return jnp.sum(jnp.full(a.shape[:-1], -jnp.inf, a.dtype))
+    m = jnp.max(a, axis=-1)
+    m = jax.lax.stop_gradient(jnp.where(jnp.isfinite(m), m, 0.0))
+    s = jnp.sum(jnp.exp(a - m[..., None]), axis=-1)
+    return jnp.sum(m) + _sum_log_bounded(s, a.shape[-1])
