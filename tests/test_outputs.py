@@ -38,7 +38,7 @@ needs_arviz = pytest.mark.skipif(not _has("arviz"), reason="arviz is not install
 needs_mpl = pytest.mark.skipif(not _has("matplotlib"), reason="matplotlib is not installed")
 
 
-def fake_fit(seed=0, chains=4, draws=300, energy="iid", depth_hits=0, max_depth=10):
+def fake_fit(seed=0, chains=4, draws=300, energy="iid", depth_hits=0, max_depth=10, depth=(2, 5), metric="diag"):
     """A synthetic NUTS result with every kind of variable and statistic."""
     rng = np.random.default_rng(seed)
     shape = (chains, draws)
@@ -46,7 +46,7 @@ def fake_fit(seed=0, chains=4, draws=300, energy="iid", depth_hits=0, max_depth=
         e = rng.standard_normal(shape) + 20
     else:   # a slow random walk: consecutive energies barely change -> E-BFMI near 0
         e = np.cumsum(rng.standard_normal(shape) * 0.05, axis=1) + rng.standard_normal(shape) * 0.01
-    depth = rng.integers(2, 5, size=shape)
+    depth = rng.integers(*depth, size=shape)
     depth.reshape(-1)[:depth_hits] = max_depth
     div = np.zeros(shape, dtype=np.int64)
     div[0, 3] = div[2, 5] = div[2, 8] = 1
@@ -58,7 +58,7 @@ def fake_fit(seed=0, chains=4, draws=300, energy="iid", depth_hits=0, max_depth=
     meta = {"dims": {"theta": ("J",), "y": ("N",), "x": ("N",), "y_rep": (None,)},
             "roles": {"mu": "latent", "theta": "latent", "k": "latent", "y_rep": "generated",
                       "y": "observed", "x": "data"},
-            "max_depth": max_depth, "algorithm": "nuts"}
+            "max_depth": max_depth, "algorithm": "nuts", "mass_matrix": metric}
     return Posterior(draws_, stats, meta=meta, observed={"y": rng.standard_normal(5)},
                      constant_data={"x": np.arange(5.0)})
 
@@ -108,6 +108,19 @@ def test_warnings_in_plain_language():
     # no max_depth recorded (an old file): no tree-depth check at all
     post.meta.pop("max_depth")
     assert not any("tree depth" in m for m in post.summary().warnings())
+
+
+def test_long_trajectories_suggest_the_low_rank_metric():
+    """Trees of depth 6-7 (63-127 leapfrog steps a draw) with a diagonal metric: the summary points
+    to the low-rank metric; not with trees of depth 2-4, nor when that metric (or a dense one) ran,
+    nor for a file that does not say which metric ran."""
+    def hint(post):
+        return [m for m in post.summary().warnings() if "--mass-matrix lowrank" in m]
+    long = hint(fake_fit(depth=(6, 8)))
+    assert len(long) == 1 and long[0].startswith("draws took ") and "leapfrog steps on average" in long[0]
+    assert not hint(fake_fit(depth=(6, 8), metric="lowrank")) and not hint(fake_fit(depth=(6, 8), metric="dense"))
+    assert not hint(fake_fit(depth=(6, 8), metric=None)) and not hint(fake_fit())
+    assert hint(fake_fit(depth=(6, 8), metric="fisher"))
 
 
 def test_cli_summary_prints_warnings(tmp_path, capsys):
