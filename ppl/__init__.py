@@ -5,14 +5,12 @@
     post = model.sample(data, chains=4, seed=0)
     print(post.summary())
 """
-import gc as _gc
 import os as _os
 
-# The cyclic garbage collector waits while JAX and ppl are imported (ppl.config.gc_paused)
-_gc_was_enabled = _gc.isenabled()
-_gc.disable()
+from .config import gc_paused as _gc_paused
 
-try:
+# The cyclic garbage collector waits while JAX and ppl are imported
+with _gc_paused():
     import jax as _jax
 
     from .inference.parallel import configure_xla as _configure_xla
@@ -34,9 +32,6 @@ try:
     from .model import Model, ModelWarning, compile, load
     from .results import Posterior, combine
     from .data import load_data
-finally:
-    if _gc_was_enabled:
-        _gc.enable()
 
 __all__ = ["compile", "load", "load_data", "Model", "ModelError", "DataError", "ModelWarning", "Posterior", "combine"]
 __version__ = "0.1.0"

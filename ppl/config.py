@@ -6,7 +6,8 @@ import gc
 import os
 from contextlib import contextmanager
 
-import jax
+# (JAX is imported where it is used: ppl/__init__.py imports this module before JAX, to pause the
+# collector around that import with gc_paused)
 
 _cache_dir = None
 
@@ -32,6 +33,7 @@ def enable_compile_cache(path: str | None = None) -> str | None:
         os.makedirs(path, exist_ok=True)
     except OSError:
         return None
+    import jax
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -57,3 +59,10 @@ def gc_paused():
         if was:
             gc.enable()
 
+
+def float_dtype():
+    """JAX's default float dtype: float64 under ppl's default precision, float32 with
+    ``PPL_PRECISION=32`` (the positions' and the chains' states' dtype)."""
+    import jax
+    import numpy as np
+    return jax.dtypes.canonicalize_dtype(np.float64)

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import binding as B
 from .checks import check_graph
-from .config import enable_compile_cache, gc_paused
+from .config import enable_compile_cache, float_dtype, gc_paused
 from .errors import ModelError
 from .graph import Graph, build_graph
 from .inference.parallel import DeferredInit, StartingPoints
@@ -226,7 +226,7 @@ class Model:
             t1 = time.perf_counter()
             # a program that runs once: XLA level 0 unless even that could lose 0.5 s (a draw costs
             # about a log density, a quarter of an ADVI step); compiles 0.5-2.2 s sooner
-            options = one_shot_options(lw.log_density, lw.dim, jax.dtypes.canonicalize_dtype(np.float64), arrays,
+            options = one_shot_options(lw.log_density, lw.dim, float_dtype(), arrays,
                                        chains * draws / 4)
             compiled = lowered.compile(options)
         except ModelError as err:
@@ -290,7 +290,7 @@ class Model:
         gradient counted as an ADVI step); it compiles while XLA compiles the sampler's chunk, on
         the same cores."""
         def build():
-            dtype = jax.dtypes.canonicalize_dtype(np.float64)
+            dtype = float_dtype()
             check = jax.jit(jax.vmap(jax.value_and_grad(lw.log_density), in_axes=(0, None)))
             options = one_shot_options(lw.log_density, lw.dim, dtype, arrays, rows)
             return check.lower(jax.ShapeDtypeStruct((rows, lw.dim), dtype), arrays).compile(options)
@@ -300,7 +300,7 @@ class Model:
         """The compiled program giving every output node's value at ``rows`` positions (run once
         per fit: compiled as a one-shot program, a row counted as a quarter of an ADVI step)."""
         gen = self._compiled_fn(lw, "generate", lambda: jax.jit(jax.vmap(lw.generate, in_axes=(0, 0, None))))
-        dtype = jax.dtypes.canonicalize_dtype(np.float64)
+        dtype = float_dtype()
         keys = jax.ShapeDtypeStruct((rows, 2), np.uint32)
         flat = jax.ShapeDtypeStruct((rows, lw.dim), dtype)
         options = one_shot_options(lw.log_density, lw.dim, dtype, arrays, rows / 4)
@@ -316,7 +316,7 @@ class Model:
         compiled = (programs or {}).get(chains * n)     # none for fewer draws (an interrupted run)
         if compiled is None:
             compiled = self._generate_program(lw, arrays, chains * n)
-        flat = np.asarray(positions, dtype=jax.dtypes.canonicalize_dtype(np.float64)).reshape(chains * n, -1)
+        flat = np.asarray(positions, dtype=float_dtype()).reshape(chains * n, -1)
         keys = raw_keys(seq, chains * n)
         t1 = time.perf_counter()
         out = jax.device_get(compiled(keys, flat, arrays))

@@ -22,6 +22,7 @@ import numpy as np
 from ppl.inference import lean_blackjax  # noqa: F401  (first: BlackJAX without scipy.fft or optax)
 from blackjax.mcmc import hmc, metrics
 
+from ppl.config import float_dtype
 from ppl.inference.adaptation import AdaptationState, Schedule, _select, init_adaptation_state, update_adaptation
 from ppl.inference.chunks import all_finite, as_data, chain_keys, drive, starting_carry
 from ppl.inference.nuts import SamplerResult
@@ -135,7 +136,7 @@ def sample_hmc(logdensity_fn: Callable, data, init_positions, key, config: HMCCo
         raise ValueError(f"num_steps must be >= 1, got {config.num_steps}")
     if not config.path_length > 0 or not 0 <= config.jitter < 1:
         raise ValueError("path_length must be > 0 and jitter in [0, 1)")
-    dtype = jax.dtypes.canonicalize_dtype(np.float64)
+    dtype = float_dtype()
     data = as_data(data)
     keys = chain_keys(key, config.chains)
 

@@ -26,6 +26,7 @@ from ppl.inference import lean_blackjax  # noqa: F401  (first: BlackJAX without 
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 from blackjax.mcmc import random_walk as rw
 
+from ppl.config import float_dtype
 from ppl.inference.adaptation import (AdaptationState, Schedule, _like, build_schedule, init_adaptation_state,
                                      stan_windows, update_adaptation)
 from ppl.inference.chunks import all_finite, as_data, chain_keys, drive, starting_carry
@@ -127,7 +128,7 @@ def sample_mh(logdensity_fn: Callable, data, init_positions, key, config: MHConf
     or a :class:`~ppl.inference.parallel.DeferredInit` (searched for while XLA compiles)."""
     if not 0 < config.target_accept < 1:
         raise ValueError(f"target_accept must be in (0, 1), got {config.target_accept}")
-    dtype = jax.dtypes.canonicalize_dtype(np.float64)
+    dtype = float_dtype()
     data = as_data(data)
     keys = chain_keys(key, config.chains)
 

@@ -25,6 +25,7 @@ import numpy as np
 from ppl.inference import lean_blackjax  # noqa: F401  (first: BlackJAX without scipy.fft or optax)
 from blackjax.mcmc import hmc
 
+from ppl.config import float_dtype
 from ppl.inference.adaptation import (build_schedule, dense_inverse_mass_matrix, init_adaptation_state,
                                       low_rank_buffer_size, pad_schedule)
 from ppl.inference.low_rank import LowRankWindows
@@ -353,7 +354,7 @@ def starting_carry(init_positions, chains: int, logdensity_fn, data, state_of: C
     (:func:`density_at`), or zeros with ``values=False`` (NUTS within Gibbs, whose step evaluates
     the density itself). A deferred start gives a carry of the right shapes now, and
     ``start() -> carry`` searches and builds the real one (called while XLA compiles the chunk)."""
-    dtype = jax.dtypes.canonicalize_dtype(np.float64)
+    dtype = float_dtype()
     deferred = isinstance(init_positions, DeferredInit)
     given = init_positions.position if isinstance(init_positions, StartingPoints) else init_positions
     pos = np.zeros(init_positions.shape, dtype) if deferred else np.asarray(given, dtype=dtype)
@@ -409,7 +410,7 @@ def sample_nuts(
     if config.thin < 1 or config.chunk_size < 1 or config.warmup < 0 or config.draws < 0:
         raise ValueError("thin and chunk_size must be >= 1, warmup and draws >= 0")
     # Positions in JAX's default float (float64 under ppl's x64 default).
-    dtype = jax.dtypes.canonicalize_dtype(np.float64)
+    dtype = float_dtype()
     chains = int(config.chains)
     data = as_data(data)
     keys = chain_keys(key, chains)

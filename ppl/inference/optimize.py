@@ -34,6 +34,7 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
+from ppl.config import float_dtype
 from ppl.inference.quick import one_shot_options
 from ppl.inference.rng import stream
 
@@ -297,7 +298,7 @@ def optimize_model(model, lw, arrays, config: OptimizeConfig, *, mle: bool = Fal
         raise ValueError("restarts must be >= 1 and laplace_draws >= 0")
     t0 = time.perf_counter()
     f = objective(lw)
-    data = (arrays, np.asarray(0.0 if mle else 1.0, jax.dtypes.canonicalize_dtype(np.float64)))  # numpy: nothing eager
+    data = (arrays, np.asarray(0.0 if mle else 1.0, float_dtype()))  # numpy: nothing eager
     # plain Stan inits (no best-of-k): restarts of an optimiser gain from diverse starting points
     starts, init_s = model._initial_points(lw, arrays, stream(seed, 1), restarts, best_of=1)
     name = ("optimize", restarts, config)
