@@ -32,8 +32,9 @@ class LowRankWindows:
     the time hooks waited for the compilation; ``run_s``: the time the estimates took."""
 
     def __init__(self, schedule, rank: int):
-        # a window's last row is an iteration; the metric changes before the next one runs
-        self.at = [int(i) + 1 for i in np.flatnonzero(np.asarray(schedule.window_end))]
+        # a window's last row is an iteration; the metric changes before the next one runs (rank 0:
+        # another metric, no hooks)
+        self.at = [int(i) + 1 for i in np.flatnonzero(np.asarray(schedule.window_end))] if rank else []
         self.rank = int(rank)
         self.wait_s = self.run_s = 0.0
         self._compiling = None

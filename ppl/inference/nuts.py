@@ -409,8 +409,7 @@ def sample_nuts(
     """
     if config.thin < 1 or config.chunk_size < 1 or config.warmup < 0 or config.draws < 0:
         raise ValueError("thin and chunk_size must be >= 1, warmup and draws >= 0")
-    # Positions in JAX's default float (float64 under ppl's x64 default).
-    dtype = float_dtype()
+    dtype = float_dtype()   # positions in JAX's default float (float64 under ppl's x64 default)
     chains = int(config.chains)
     data = as_data(data)
     keys = chain_keys(key, chains)
@@ -437,9 +436,8 @@ def sample_nuts(
     else:
         carry, placed = place(first, data, devices)
     target = np.asarray(config.target_accept, dtype)
-    low_rank = LowRankWindows(schedule, config.low_rank) if config.low_rank else None
-    if low_rank is not None:
-        low_rank.start(carry, devices)   # (its program compiles beside the chunk's)
+    low_rank = LowRankWindows(schedule, config.low_rank)   # (no windows with rank 0)
+    low_rank.start(carry, devices)   # (its program compiles beside the chunk's)
     first_rows = pad_schedule(schedule, 0, config.chunk_size)   # (the rows' shapes the program takes)
     compiled, compile_s, found, quick_ops = _get_compiled(logdensity_fn, placed, carry, first_rows, target, config,
                                                           devices, gibbs_fn=gibbs_fn, meanwhile=start)
@@ -451,7 +449,7 @@ def sample_nuts(
     # (adaptive calls end wherever the check is; fixed ones only at multiples of chunk_size)
     aligned = 1 if config.call_seconds is not None else config.chunk_size
     stuck = StuckChains(warmup, aligned, chains) if config.restart_stuck else None
-    hooks = low_rank.hooks() if low_rank is not None else []
+    hooks = low_rank.hooks()
     if stuck is not None and stuck.check_at is not None:
         hooks.append((stuck.check_at, lambda c: stuck.move(c, lambda s: place_chains(s, devices))))
     check = QuickCheck(quick_ops, warmup + draws, chains, devices, aligned) if quick_ops is not None else None
@@ -493,8 +491,8 @@ def sample_nuts(
         step_size=np.asarray(carry.adapt.step_size),
         inverse_mass_matrix=dense_inverse_mass_matrix(carry.adapt.mm.inverse_mass_matrix),
         completed=completed,
-        compile_s=compile_s + (low_rank.wait_s if low_rank is not None else 0.0),
-        warmup_s=record.warmup_s + (low_rank.run_s if low_rank is not None else 0.0),
+        compile_s=compile_s + low_rank.wait_s,
+        warmup_s=record.warmup_s + low_rank.run_s,
         sampling_s=record.sampling_s,
         extra=None if getattr(draws_out, "extra", None) is None else jax.tree.map(np.asarray, draws_out.extra),
         devices=len(devices),
