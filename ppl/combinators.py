@@ -91,14 +91,14 @@ def mixture(d: Distribution) -> Distribution:
     if d.event_dim:
         raise ModelError(f"`mixture` takes univariate components; `{d.name}` is multivariate")
 
+    def weighted(x, w, *args):      # log w_k + log p_k(x), components on the last axis
+        return jnp.log(w) + d.logpdf(jnp.asarray(x)[..., None], *args)
+
     def logpdf(x, w, *args):
-        x = jnp.asarray(x)
-        comp = d.logpdf(x[..., None], *args)
-        return logsumexp(jnp.log(w) + comp, axis=-1)
+        return logsumexp(weighted(x, w, *args), axis=-1)
 
     def logpdf_sum(x, w, *args):    # one log per group of terms (numerics.sum_logsumexp)
-        x = jnp.asarray(x)
-        return sum_logsumexp(jnp.log(w) + d.logpdf(x[..., None], *args), axis=-1)
+        return sum_logsumexp(weighted(x, w, *args), axis=-1)
 
     def sample(key, batch, w, *args, event_shape=None):
         k1, k2 = jax.random.split(key)

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from ppl.inference.adaptation import estimate_low_rank
-from ppl.inference.parallel import over_chains
+from ppl.inference.parallel import compiler_options, over_chains
 
 __all__ = ["LowRankWindows"]
 
@@ -50,9 +50,8 @@ class LowRankWindows:
         every_chain = over_chains(lambda state: estimate_low_rank(*state, rank), chains, devices)
         lowered = jax.jit(every_chain).lower((carry.adapt.mm.inverse_mass_matrix, carry.adapt.grads))
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ppl-lowrank")
-        # run a handful of times per fit: XLA's quickest level
-        self._compiling = pool.submit(lowered.compile, {"xla_backend_optimization_level": 0}
-                                      if jax.devices()[0].platform == "cpu" else None)
+        # run a handful of times per fit, reading no data: XLA's quickest level
+        self._compiling = pool.submit(lowered.compile, compiler_options(0, devices, quick=True))
         pool.shutdown(wait=False)
 
     def hooks(self) -> list:
