@@ -269,7 +269,8 @@ def test_stan_default_windows():
 
 
 # ------------------------------------------------------------------ one call site of the density
-def test_kernel_at_full_depth_is_blackjax_nuts():
+@pytest.mark.parametrize("loops_apart", [False, True])
+def test_kernel_at_full_depth_is_blackjax_nuts(loops_apart):
     from blackjax.mcmc import hmc
     from blackjax.mcmc import nuts as bj_nuts
 
@@ -281,7 +282,7 @@ def test_kernel_at_full_depth_is_blackjax_nuts():
     imm = jnp.array([1.0, 2.0, 0.5])
     key = jax.random.PRNGKey(5)
     theirs = jax.jit(lambda k, e: bj_nuts.build_kernel()(k, state, ld, e, imm, 10))(key, 0.6)
-    ours = jax.jit(lambda k, e, d: build_kernel(10)(k, state, ld, e, imm, d))(key, 0.6, 10)
+    ours = jax.jit(lambda k, e, d: build_kernel(10, loops_apart=loops_apart)(k, state, ld, e, imm, d))(key, 0.6, 10)
     for a, b in zip(jax.tree.leaves(theirs), jax.tree.leaves(ours)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 

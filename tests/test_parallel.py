@@ -2,6 +2,7 @@
 of several per device when chains outnumber devices, and the same numbers either way."""
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 import ppl  # noqa: F401  (asks XLA for host devices before JAX starts)
-from ppl.inference.parallel import chain_devices, over_chains
+from ppl.inference.parallel import chain_devices, outer_loops_apart, over_chains, small_loop_flag
 
 N_DEV = len(jax.devices())
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -67,11 +68,43 @@ def _loop_over(x):
 def test_small_loops_compile_as_one_function():
     # ppl raised XLA's small-while-loop threshold at import: such a loop becomes one compiled
     # function (a call marked xla_cpu_small_call) instead of operations dispatched one by one
-    from ppl.inference.parallel import small_loop_flag
-
     assert small_loop_flag() in os.environ.get("XLA_FLAGS", "")
     hlo = jax.jit(_loop_over).lower(jnp.ones(256, jnp.float32)).compile().as_text()
     assert "xla_cpu_small_call" in hlo
+
+
+def _hoisted_loop_depths(hlo: str) -> list:
+    # how deeply each while loop compiled as one function (xla_cpu_small_call) sits in the chunk,
+    # from JAX's op names: row loop 1, passes 2, tree doublings 3, leapfrog steps 4, U-turn checks 5
+    calls = re.findall(r'xla_cpu_small_call="true"}, metadata={op_name="([^"]*)"', hlo)
+    return sorted({name.count("while") for name in calls if "threefry" not in name and "uniform" not in name})
+
+
+@pytest.mark.skipif(jax.devices()[0].platform != "cpu", reason="an XLA CPU setting")
+@pytest.mark.parametrize("n, apart", [(8, False), (2000, True)])
+def test_nuts_loops_hoisted_whole_for_small_densities_and_leapfrog_loop_alone_for_larger(n, apart):
+    from blackjax.mcmc import hmc
+
+    from ppl.inference.adaptation import build_schedule, init_adaptation_state, pad_schedule
+    from ppl.inference.nuts_step import NUTSChainState, make_nuts_chunk
+    from ppl.inference.parallel import LARGE_DENSITY_OPS, density_ops
+
+    y = jnp.linspace(-1.0, 1.0, n)
+
+    def ld(x, data):   # a normal location-scale likelihood over n data
+        return jnp.sum(-0.5 * ((data - x[0]) * jnp.exp(-x[1])) ** 2 - x[1]) - 0.5 * jnp.sum(x ** 2)
+
+    ops = density_ops(jax.make_jaxpr(ld)(jnp.zeros(2), y))
+    assert (ops > LARGE_DENSITY_OPS) == apart == outer_loops_apart(ops)
+    state = NUTSChainState(hmc.init(jnp.zeros(2), lambda x: ld(x, y)),
+                           jax.tree.map(lambda a: a[0], init_adaptation_state(1, 2, 1.0, False, np.float64)),
+                           jax.random.key_data(jax.random.PRNGKey(0)))
+    rows = pad_schedule(build_schedule(20, 0), 0, 20)
+    chunk = make_nuts_chunk(ld, 10, False, loops_apart=apart)
+    hlo = jax.jit(chunk).lower(state, rows, y, 0.8).compile().as_text()
+    depths = _hoisted_loop_depths(hlo)
+    # the leapfrog loop (4) is one function either way; around it, all (small) or none (larger)
+    assert 4 in depths and (min(depths) == 4) == apart and (1 in depths) == (not apart)
 
 
 def test_users_xla_backend_options_are_left_alone():
@@ -81,7 +114,7 @@ def test_users_xla_backend_options_are_left_alone():
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     flags = out.stdout.split()
-    assert mine in flags and not any("threshold=32768" in f for f in flags)
+    assert mine in flags and not any(f.startswith(small_loop_flag()[:-3]) and f != mine for f in flags)
     assert any(f.startswith("--xla_force_host_platform_device_count=") for f in flags)
 
 

@@ -31,7 +31,8 @@ from ppl.inference.adaptation import (build_schedule, dense_inverse_mass_matrix,
 from ppl.inference.low_rank import LowRankWindows
 from ppl.inference.nuts_step import NUTSChainState, NUTSDraw, all_finite, make_gibbs_step, make_nuts_chunk
 from ppl.inference.parallel import (DeferredInit, StartingPoints, chain_devices, compile_lowered, compiler_options,
-                                   density_profile, distribute, lower_over_chains, place, place_chains, run_work)
+                                   density_profile, distribute, lower_over_chains, outer_loops_apart, place,
+                                   place_chains, run_work)
 from ppl.inference.program_cache import chunk_key
 from ppl.inference.quick import QuickCheck, quick_start
 from ppl.inference.rng import raw_keys
@@ -304,10 +305,11 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
     lowered = None if quick else _QUICK_LOWERED.pop(program, None)
     if lowered is None:
         depth, dense = int(config.max_depth), bool(config.dense_mass)   # (the metric's kind is in the carry)
+        apart = outer_loops_apart(ops if ops is not None else size)   # (within Gibbs: the count of data)
         if gibbs_fn is None:
-            chunk = make_nuts_chunk(logdensity_fn, depth, dense)
+            chunk = make_nuts_chunk(logdensity_fn, depth, dense, apart)
         else:
-            chunk = make_chunk_fn(*make_gibbs_step(logdensity_fn, gibbs_fn, depth, dense))
+            chunk = make_chunk_fn(*make_gibbs_step(logdensity_fn, gibbs_fn, depth, dense, apart))
         cache_key = None
         if profile is not None:
             cache_key = chunk_key(profile.closed, ("nuts", settings), (carry, rows, data, target), devices)

@@ -29,10 +29,15 @@ from blackjax.mcmc.nuts import NUTSInfo
 __all__ = ["build_kernel"]
 
 
-def build_kernel(max_depth: int, divergence_threshold: float = 1000) -> Callable:
+def build_kernel(max_depth: int, divergence_threshold: float = 1000, loops_apart: bool = False) -> Callable:
     """``kernel(rng_key, state, logdensity_fn, step_size, inverse_mass_matrix, depth) -> (state, info)``:
     a NUTS transition (``blackjax.mcmc.hmc.HMCState``, ``blackjax.mcmc.nuts.NUTSInfo``) whose tree
-    stops after ``depth`` doublings (a traced integer, 1 <= depth <= ``max_depth``)."""
+    stops after ``depth`` doublings (a traced integer, 1 <= depth <= ``max_depth``).
+
+    ``loops_apart``: each doubling passes its step count through a two-element sort, an operation
+    XLA's CPU compiler never hoists, so the doubling loop and the loops around it run from XLA's
+    runtime and only the leapfrog and U-turn loops inside are compiled as one function each
+    (:func:`ppl.inference.parallel.outer_loops_apart`; a sort costs about 0.1 us a doubling)."""
     max_depth = int(max_depth)
 
     def kernel(rng_key, state: hmc.HMCState, logdensity_fn: Callable, step_size, inverse_mass_matrix, depth):
@@ -42,6 +47,8 @@ def build_kernel(max_depth: int, divergence_threshold: float = 1000) -> Callable
             metric.check_turning)
         integrate = trajectory.dynamic_progressive_integration(
             integrator, metric.kinetic_energy, update_checkpoints, is_criterion_met, divergence_threshold)
+        if loops_apart:
+            integrate = _apart(integrate)
         expand = trajectory.dynamic_multiplicative_expansion(integrate, metric.check_turning, depth)
 
         key_momentum, key_integrator = jax.random.split(rng_key, 2)
@@ -75,3 +82,15 @@ def build_kernel(max_depth: int, divergence_threshold: float = 1000) -> Callable
         return hmc.HMCState(chosen.position, chosen.logdensity, chosen.logdensity_grad), info
 
     return kernel
+
+
+def _apart(integrate: Callable) -> Callable:
+    """``integrate`` (BlackJAX's trajectory integration, called once per doubling) with its step
+    count passed through a sort of two elements (one would be simplified away)."""
+
+    def apart(rng_key, initial_state, direction, termination_state, max_num_steps, step_size, initial_energy):
+        n = jnp.asarray(max_num_steps)
+        n = jax.lax.sort(jnp.stack([n, n]))[0]
+        return integrate(rng_key, initial_state, direction, termination_state, n, step_size, initial_energy)
+
+    return apart

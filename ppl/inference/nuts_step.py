@@ -196,13 +196,13 @@ def _iteration(kernel, s: NUTSChainState, ld, flags: Schedule, target_accept, ma
     return s, draw
 
 
-def make_nuts_chunk(logdensity_fn: Callable, max_depth: int, dense: bool) -> Callable:
+def make_nuts_chunk(logdensity_fn: Callable, max_depth: int, dense: bool, loops_apart: bool = False) -> Callable:
     """The one-chain chunk ``(state, schedule, data, target_accept) -> (state, draws)`` (see the
     module docstring); :func:`ppl.inference.parallel.over_chains` runs it for every chain.
 
     The schedule's active rows are a prefix (padding comes last); only they run, and the draws of
-    the others stay zero."""
-    kernel = build_kernel(max_depth)
+    the others stay zero. ``loops_apart``: see :func:`ppl.inference.nuts_kernel.build_kernel`."""
+    kernel = build_kernel(max_depth, loops_apart=loops_apart)
 
     def one_chain(state: NUTSChainState, schedule: Schedule, data, target_accept):
         ld = lambda x: logdensity_fn(x, data)  # noqa: E731
@@ -220,12 +220,13 @@ def make_nuts_chunk(logdensity_fn: Callable, max_depth: int, dense: bool) -> Cal
     return one_chain
 
 
-def make_gibbs_step(logdensity_fn: Callable, gibbs_fn: Callable, max_depth: int, dense: bool):
+def make_gibbs_step(logdensity_fn: Callable, gibbs_fn: Callable, max_depth: int, dense: bool,
+                    loops_apart: bool = False):
     """NUTS within Gibbs: ``(step, None, None)`` for :func:`ppl.inference.nuts.make_chunk_fn`. Each
     iteration draws ``extra`` (the discrete variables, from their exact conditional given the
     position: ``gibbs_fn(key, position, data)``), then takes a NUTS step on
     ``logdensity_fn(position, (data, extra))``."""
-    kernel = build_kernel(max_depth)
+    kernel = build_kernel(max_depth, loops_apart=loops_apart)
 
     def step(state: NUTSChainState, flags: Schedule, data, target_accept):
         key, k_gibbs = jax.random.split(state.rng_key)

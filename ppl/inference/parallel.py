@@ -27,24 +27,41 @@ import numpy as np
 
 from .program_cache import lower_chunk
 
-__all__ = ["configure_xla", "small_loop_flag", "chain_devices", "over_chains", "compile_chunk", "lower_over_chains",
+__all__ = ["configure_xla", "small_loop_flag", "outer_loops_apart", "chain_devices", "over_chains", "compile_chunk", "lower_over_chains",
            "compile_lowered", "compiler_options", "density_data_size", "density_jaxpr", "density_ops", "density_profile", "DensityProfile", "run_work",
            "chains_per_lane", "place_chains", "place", "distribute", "DeferredInit", "StartingPoints"]
 
 _FLAG = "--xla_force_host_platform_device_count"
 
 
-SMALL_LOOP_BYTES = 32768
+SMALL_LOOP_BYTES = 1 << 20
 """XLA's CPU compiler runs a ``while`` loop whose body touches fewer bytes than this as one
 compiled function ("small while loop hoisting") instead of dispatching each of its operations
-from the thunk runtime; XLA's default is 1024 bytes. Raised, the inner NUTS loops of small
-models (trajectory building, U-turn checks) become one function each: measured on eight schools
-(4 chains x 2000 iterations, 2 cores) warm-up + sampling 0.19 -> 0.06 s with the same draws and
-the same compile time; over the 45 posteriordb models 0.65x the time (geometric mean, none
-slower; bench/results/loop_survey.md). At 64 KiB the tree-doubling loop is hoisted too (eight
-schools 0.03 s) but the chunk compiles 0.3-0.4 s longer, and at 128 KiB the HMM models compile
-up to 1.5 s longer and sample slower. Models with more data (logistic, hier_linear, the
-mixtures) touch more bytes per iteration and are unchanged."""
+from the thunk runtime (XLA's default: 1024 bytes). Hoisted, NUTS's leapfrog loop stops paying
+the runtime's dispatch of its kernels, some 5 us a leapfrog step: at 32 KiB (ppl's setting until
+2026-12-07, which already hoisted every loop of small models such as eight schools) the loops of
+the mixtures (1,000 data) and hierarchical linear regression stayed out; at 1 MiB their leapfrog
+steps cost 9.1 against 13.8 us and 2.1 against 4.2 us (4 chains x 2000 iterations, 2 cores,
+the same draws). A loop holding a sort, a custom call (LAPACK) or a scatter is never hoisted,
+nor is one touching more (logistic regression's 800 kB design matrix). So that a chunk of a
+larger density is not compiled as one function (0.4-0.7 s longer), NUTS keeps its outer loops
+apart (:func:`outer_loops_apart`)."""
+
+LARGE_DENSITY_OPS = 1024
+"""Above this many operations (:func:`density_ops`) a log density's NUTS loops pass 32 KiB: eight
+schools (201) and the small regressions (52-276) are hoisted whole, hierarchical linear
+regression (2,882) and the mixtures (45,418) are not."""
+
+
+def outer_loops_apart(ops: int | None) -> bool:
+    """Whether a NUTS chunk of a log density of ``ops`` operations (within Gibbs, where they are
+    unknown, the sampler passes the count of data the density reads) keeps its tree-doubling loop, and so every loop around it,
+    out of XLA's small-loop hoisting (:func:`ppl.inference.nuts_kernel.build_kernel`), leaving only
+    the leapfrog and U-turn loops compiled as one function each. Small densities are hoisted whole,
+    which runs fastest and compiles as soon; larger ones then compile 0.4-0.7 s longer as one
+    function (mixture_separated 2.0-2.2 against 1.4-1.5 s, hierarchical linear 2.0 against 1.3 s)
+    for a further 10-40 % off a leapfrog step."""
+    return ops is not None and int(ops) > LARGE_DENSITY_OPS
 
 
 def small_loop_flag(nbytes: int = SMALL_LOOP_BYTES) -> str:
