@@ -128,3 +128,35 @@ def test_a_write_that_fails_leaves_neither_the_file_nor_its_temporary(tmp_path, 
     assert not program_cache._write(path, b"new")
     assert open(path, "rb").read() == b"abc"   # the old program stays whole
     assert sorted(os.listdir(tmp_path / "programs")) == ["k.jaxexport"]
+
+
+_FRESH_PROCESS = r"""
+import sys
+import jax, jax.numpy as jnp, numpy as np
+jax.config.update("jax_enable_x64", True)
+from jax._src.export import _export
+from ppl.inference import program_cache
+program_cache.programs_dir = lambda: sys.argv[1]
+hook = _export._ensure_backends_initialized
+x = np.array([[4.0, 2.0], [2.0, 3.0]])
+for _ in range(2):                      # stored, then read back from the file
+    lowered, hit = program_cache.lower_chunk(jax.jit(lambda a: jnp.sin(a) * 2), (x,), "plain")
+    np.testing.assert_allclose(lowered.compile()(x), np.sin(x) * 2)
+assert hit and "scipy.linalg" not in sys.modules, "LAPACK readied for a program without it"
+assert _export._ensure_backends_initialized is hook
+for _ in range(2):
+    lowered, hit = program_cache.lower_chunk(jax.jit(jnp.linalg.cholesky), (x,), "lapack")
+    np.testing.assert_allclose(lowered.compile()(x), np.linalg.cholesky(x))
+assert hit and _export._ensure_backends_initialized is hook
+print("ok")
+"""
+
+
+def test_a_stored_program_without_lapack_does_not_import_scipy_and_one_with_it_still_runs(tmp_path):
+    # jax.export readies LAPACK (importing scipy.linalg, 0.1 s) for any CPU program; ppl skips that
+    # for programs that call none, and a program that does call it is lowered as JAX does
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", _FRESH_PROCESS, str(tmp_path / "programs")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]

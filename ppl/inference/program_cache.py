@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,6 +38,7 @@ _PPL_ROOT = Path(__file__).resolve().parent.parent
 # JAX settings that change a lowered program without changing the log density's jaxpr
 _JAX_SETTINGS = ("jax_enable_x64", "jax_default_matmul_precision", "jax_default_prng_impl", "jax_threefry_partitionable")
 SUFFIX = ".stablehlo"
+_PATCHING = threading.Lock()   # one lowering at a time swaps JAX's LAPACK hook
 
 
 def programs_dir() -> str | None:
@@ -143,6 +146,34 @@ def _write(path: str, blob: bytes) -> bool:
         return False
 
 
+@contextmanager
+def _lapack_left_alone(exported):
+    """Lower ``exported`` without initialising LAPACK where it calls none. ``jax.export`` readies
+    LAPACK for every CPU program it lowers, which imports ``scipy.linalg`` (0.12 s in a fresh
+    process, a third of eight schools' cached fit); a program that does call LAPACK (a custom call
+    named ``lapack_...``) is lowered as JAX does it, and JAX readies LAPACK itself when it first
+    compiles one otherwise. Without JAX's private hook (another JAX version) nothing changes."""
+    try:
+        from jax._src.export import _export
+        ready = _export._ensure_backends_initialized
+    except (ImportError, AttributeError):
+        ready = None
+    if ready is None or b"lapack" in bytes(exported.mlir_module_serialized):
+        yield
+        return
+    with _PATCHING:
+        _export._ensure_backends_initialized = lambda platforms: None
+        try:
+            yield
+        finally:
+            _export._ensure_backends_initialized = ready
+
+
+def _lower_exported(exported, args):
+    with _lapack_left_alone(exported):
+        return jax.jit(exported.call).lower(*args)
+
+
 def lower_chunk(jitted, args, key: str | None, result_types: tuple = ()):
     """``jitted.lower(*args)`` by way of the stored program for ``key`` (stored now if there is
     none): on a hit nothing is traced. ``result_types``: the NamedTuple classes of the results
@@ -158,7 +189,7 @@ def lower_chunk(jitted, args, key: str | None, result_types: tuple = ()):
         exported = _read(path)
         if exported is not None:
             try:
-                lowered = jax.jit(exported.call).lower(*args)
+                lowered = _lower_exported(exported, args)
                 COUNTS["read"] += 1
                 return lowered, True
             except Exception:  # noqa: BLE001 - a stored program that does not take these arguments
@@ -170,7 +201,7 @@ def lower_chunk(jitted, args, key: str | None, result_types: tuple = ()):
             _mark_unsupported(path)
         else:
             COUNTS["stored"] += _write(path, blob)
-        return jax.jit(exported.call).lower(*args), False
+        return _lower_exported(exported, args), False
     except Exception:  # noqa: BLE001 - e.g. flatbuffers missing, a custom call export refuses
         # a genuine error in the program raises here, before anything is remembered
         lowered = jitted.lower(*args)
