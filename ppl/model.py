@@ -14,7 +14,8 @@ from .checks import check_graph
 from .config import enable_compile_cache, float_dtype, gc_paused
 from .errors import ModelError
 from .graph import Graph, build_graph
-from .inference.parallel import DeferredInit, StartingPoints
+from .inference.parallel import DeferredInit, StartingPoints, density_profile
+from .inference.program_cache import chunk_key, lower_chunk
 from .inference.quick import one_shot_options
 from .inference.rng import raw_keys, stream
 from .lower import Lowered
@@ -293,7 +294,11 @@ class Model:
             dtype = float_dtype()
             check = jax.jit(jax.vmap(jax.value_and_grad(lw.log_density), in_axes=(0, None)))
             options = one_shot_options(lw.log_density, lw.dim, dtype, arrays, rows)
-            return check.lower(jax.ShapeDtypeStruct((rows, lw.dim), dtype), arrays).compile(options)
+            args = (jax.ShapeDtypeStruct((rows, lw.dim), dtype), arrays)
+            # kept on disk beside the chunk (a later process skips tracing it), keyed as the chunk is
+            closed = density_profile(lw.log_density, lw.dim, dtype, arrays).closed
+            key = chunk_key(closed, ("init", rows), args, jax.devices()[:1])
+            return lower_chunk(check, args, key)[0].compile(options)
         return self._compiled_fn(lw, ("init", rows), build)
 
     def _generate_program(self, lw, arrays, rows: int):

@@ -1,4 +1,5 @@
-"""The NUTS chunk kept on disk as a serialised program (ppl.inference.program_cache): a later fit
+"""The NUTS chunk (and the starting-point search's program) kept on disk as serialised programs
+(ppl.inference.program_cache): a later fit
 with the same model, data layout and settings reads it instead of tracing, and gets the same
 draws; other data of the same shapes use the same program correctly; a damaged file is ignored;
 the HMC and MH chunks are kept the same way; a program export refuses is marked, a program that
@@ -38,65 +39,62 @@ def programs(tmp_path, monkeypatch):
     chunks.clear_cache()
 
 
-def _fit(model, data):
+def _fit(data, **run):
+    """A fit in a fresh model (nothing compiled in this process): its two programs, the NUTS chunk
+    and the starting-point search, come from the disk or are traced and stored there."""
     nuts.clear_cache()
-    post = model.sample(data, **RUN)
-    return np.asarray(post["theta"]), np.asarray(post.stats["n_leapfrog__"])
+    chunks.clear_cache()
+    post = ppl.compile(MODEL).sample(data, **{**RUN, **run})
+    return np.asarray(post["theta"]), np.asarray(post.stats.get("n_leapfrog__", 0))
 
 
 def test_a_stored_program_is_read_back_and_gives_the_same_draws(programs, monkeypatch):
-    model = ppl.compile(MODEL)
     before = dict(program_cache.COUNTS)
-    first = _fit(model, DATA_A)
+    first = _fit(DATA_A)
     files = sorted(programs.glob("*.stablehlo"))
-    assert len(files) == 1 and program_cache.COUNTS["stored"] == before["stored"] + 1
-    again = _fit(model, DATA_A)
-    assert program_cache.COUNTS["read"] == before["read"] + 1
+    assert len(files) == 2 and program_cache.COUNTS["stored"] == before["stored"] + 2
+    again = _fit(DATA_A)
+    assert program_cache.COUNTS["read"] == before["read"] + 2
     np.testing.assert_array_equal(first[0], again[0])
     np.testing.assert_array_equal(first[1], again[1])
 
     # other data of the same shapes: the same file, and the draws of a fit that traced afresh
-    from_disk = _fit(model, DATA_B)
-    assert program_cache.COUNTS["read"] == before["read"] + 2 and len(list(programs.glob("*.stablehlo"))) == 1
+    from_disk = _fit(DATA_B)
+    assert program_cache.COUNTS["read"] == before["read"] + 4 and len(list(programs.glob("*.stablehlo"))) == 2
     monkeypatch.setattr(program_cache, "programs_dir", lambda: None)     # no programs on disk: traced
-    traced = _fit(model, DATA_B)
+    traced = _fit(DATA_B)
     np.testing.assert_array_equal(from_disk[0], traced[0])
     assert not np.array_equal(from_disk[0], first[0])
 
 
 def test_settings_and_shapes_that_change_the_program_change_the_file(programs):
-    model = ppl.compile(MODEL)
-    _fit(model, DATA_A)
-    nuts.clear_cache()
-    model.sample(DATA_A, **{**RUN, "max_depth": 6})
+    _fit(DATA_A)
+    _fit(DATA_A, max_depth=6)              # another chunk, the same starting-point search
     short = {k: v[:5] for k, v in DATA_A.items()}
-    _fit(model, short)
-    assert len(list(programs.glob("*.stablehlo"))) == 3
+    _fit(short)                            # both programs anew
+    assert len(list(programs.glob("*.stablehlo"))) == 5
 
 
 def test_a_damaged_file_is_ignored_and_replaced(programs):
-    model = ppl.compile(MODEL)
-    first = _fit(model, DATA_A)
-    (path,) = programs.glob("*.stablehlo")
-    path.write_bytes(b"not a program")
+    first = _fit(DATA_A)
+    paths = sorted(programs.glob("*.stablehlo"))
+    for path in paths:
+        path.write_bytes(b"not a program")
     reads = program_cache.COUNTS["read"]
-    again = _fit(model, DATA_A)
+    again = _fit(DATA_A)
     assert program_cache.COUNTS["read"] == reads      # not read: traced afresh
     np.testing.assert_array_equal(first[0], again[0])
-    assert os.path.getsize(path) > 1000               # the program stored again
+    assert len(paths) == 2 and all(os.path.getsize(path) > 1000 for path in paths)   # stored again
 
 
 @pytest.mark.parametrize("algorithm", ["hmc", "mh"])
 def test_hmc_and_mh_chunks_are_stored_and_read_back(programs, algorithm):
-    model = ppl.compile(MODEL)
-    run = dict(RUN, algorithm=algorithm)
     before = dict(program_cache.COUNTS)
-    first = np.asarray(model.sample(DATA_A, **run)["theta"])
-    assert program_cache.COUNTS["stored"] == before["stored"] + 1
-    assert len(list(programs.glob("*.stablehlo"))) == 1
-    chunks.clear_cache()
-    again = np.asarray(model.sample(DATA_A, **run)["theta"])
-    assert program_cache.COUNTS["read"] == before["read"] + 1
+    first = _fit(DATA_A, algorithm=algorithm)[0]
+    assert program_cache.COUNTS["stored"] == before["stored"] + 2      # the chunk and the search
+    assert len(list(programs.glob("*.stablehlo"))) == 2
+    again = _fit(DATA_A, algorithm=algorithm)[0]
+    assert program_cache.COUNTS["read"] == before["read"] + 2
     np.testing.assert_array_equal(first, again)
 
 

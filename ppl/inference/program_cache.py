@@ -13,7 +13,9 @@ sampler makes anyway, :func:`ppl.inference.parallel.density_data_size`):
   matrix, precision), the JAX settings that change lowering, and the argument shapes;
 * the source of ppl itself and the versions of JAX, jaxlib and BlackJAX (the NUTS code).
 
-The HMC and random-walk MH chunks (:mod:`ppl.inference.chunks`) are kept the same way. A file
+The HMC and random-walk MH chunks (:mod:`ppl.inference.chunks`) are kept the same way, and so
+is the starting-point search's program (``Model._init_program``: a cached eight schools fit 0.02 s
+sooner). A file
 that cannot be read, or whose program does not accept the arguments, is removed and the chunk
 traced as usual; a program that jax.export refuses is marked so that it is not traced twice.
 ``PPL_CACHE=0`` turns this off with JAX's cache. The files are JAX's own serialisation format
