@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -148,32 +147,27 @@ def _write(path: str, blob: bytes) -> bool:
         return False
 
 
-@contextmanager
-def _lapack_left_alone(exported):
-    """Lower ``exported`` without initialising LAPACK where it calls none. ``jax.export`` readies
-    LAPACK for every CPU program it lowers, which imports ``scipy.linalg`` (0.12 s in a fresh
-    process, a third of eight schools' cached fit); a program that does call LAPACK (a custom call
-    named ``lapack_...``) is lowered as JAX does it, and JAX readies LAPACK itself when it first
-    compiles one otherwise. Without JAX's private hook (another JAX version) nothing changes."""
+def _lower_exported(exported, args):
+    """``jax.jit(exported.call).lower(*args)``, without readying LAPACK where the program calls none.
+    ``jax.export`` readies LAPACK for every CPU program it lowers, which imports ``scipy.linalg``
+    (0.12 s in a fresh process, a third of eight schools' cached fit); a program that does call
+    LAPACK (a custom call named ``lapack_...``) is lowered as JAX does it, and JAX readies LAPACK
+    itself when it first compiles one otherwise. Without JAX's private hook (another JAX version)
+    nothing changes."""
+    call = jax.jit(exported.call)
     try:
         from jax._src.export import _export
         ready = _export._ensure_backends_initialized
     except (ImportError, AttributeError):
-        ready = None
-    if ready is None or b"lapack" in bytes(exported.mlir_module_serialized):
-        yield
-        return
+        return call.lower(*args)
+    if b"lapack" in bytes(exported.mlir_module_serialized):
+        return call.lower(*args)
     with _PATCHING:
         _export._ensure_backends_initialized = lambda platforms: None
         try:
-            yield
+            return call.lower(*args)
         finally:
             _export._ensure_backends_initialized = ready
-
-
-def _lower_exported(exported, args):
-    with _lapack_left_alone(exported):
-        return jax.jit(exported.call).lower(*args)
 
 
 def lower_chunk(jitted, args, key: str | None, result_types: tuple = ()):
