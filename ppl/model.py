@@ -14,7 +14,7 @@ from .checks import check_graph
 from .config import enable_compile_cache, float_dtype, gc_paused
 from .errors import ModelError
 from .graph import Graph, build_graph
-from .inference.parallel import DeferredInit, StartingPoints, density_profile
+from .inference.parallel import DeferredInit, StartingPoints, compile_with, density_profile
 from .inference.program_cache import chunk_key, lower_chunk
 from .inference.quick import one_shot_options
 from .inference.rng import raw_keys, stream
@@ -229,7 +229,7 @@ class Model:
             # about a log density, a quarter of an ADVI step); compiles 0.5-2.2 s sooner
             options = one_shot_options(lw.log_density, lw.dim, float_dtype(), arrays,
                                        chains * draws / 4)
-            compiled = lowered.compile(options)
+            compiled = compile_with(lowered, options)
         except ModelError as err:
             raise err.located(self.graph.file, self.graph.source) from None
         t2 = time.perf_counter()
@@ -298,7 +298,7 @@ class Model:
             # kept on disk beside the chunk (a later process skips tracing it), keyed as the chunk is
             closed = density_profile(lw.log_density, lw.dim, dtype, arrays).closed
             key = chunk_key(closed, ("init", rows), args, jax.devices()[:1])
-            return lower_chunk(check, args, key)[0].compile(options)
+            return compile_with(lower_chunk(check, args, key)[0], options)
         return self._compiled_fn(lw, ("init", rows), build)
 
     def _generate_program(self, lw, arrays, rows: int):
@@ -309,7 +309,7 @@ class Model:
         keys = jax.ShapeDtypeStruct((rows, 2), np.uint32)
         flat = jax.ShapeDtypeStruct((rows, lw.dim), dtype)
         options = one_shot_options(lw.log_density, lw.dim, dtype, arrays, rows / 4)
-        return gen.lower(keys, flat, arrays).compile(options)
+        return compile_with(gen.lower(keys, flat, arrays), options)
 
     def _outputs(self, lw, arrays, positions, seq, programs=None):
         """Constrained values of every output node for every draw (posterior predictive included).

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from ppl.inference.adaptation import estimate_low_rank
-from ppl.inference.parallel import compiler_options, over_chains
+from ppl.inference.parallel import compile_with, compiler_options, over_chains
 
 __all__ = ["LowRankWindows"]
 
@@ -51,7 +51,7 @@ class LowRankWindows:
         lowered = jax.jit(every_chain).lower((carry.adapt.mm.inverse_mass_matrix, carry.adapt.grads))
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ppl-lowrank")
         # run a handful of times per fit, reading no data: XLA's quickest level
-        self._compiling = pool.submit(lowered.compile, compiler_options(0, devices, quick=True))
+        self._compiling = pool.submit(compile_with, lowered, compiler_options(0, devices, quick=True))
         pool.shutdown(wait=False)
 
     def hooks(self) -> list:

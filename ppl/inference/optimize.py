@@ -35,6 +35,7 @@ import optax
 import optax.tree_utils as otu
 
 from ppl.config import float_dtype
+from ppl.inference.parallel import compile_with
 from ppl.inference.quick import one_shot_options
 from ppl.inference.rng import stream
 
@@ -154,7 +155,7 @@ def minimize(f_data: Callable, data, starts, config: OptimizeConfig, compiled=No
         # iteration (its line search, its two-loop recursion) about ten
         steps = len(starts) * config.max_iter * (10 if config.method == "lbfgs" else 1)
         options = one_shot_options(f_data, starts.shape[1], starts.dtype, data, steps)
-        compiled = minimizer(f_data, config).lower(starts, data).compile(options)
+        compiled = compile_with(minimizer(f_data, config).lower(starts, data), options)
     t1 = time.perf_counter()
     run = jax.device_get(compiled(starts, data))
     return run, compiled, t1 - t0, time.perf_counter() - t1

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ppl.inference.parallel import compile_with
 from ppl.inference.quick import one_shot_options
 from ppl.inference.rng import raw_keys, stream
 
@@ -164,7 +165,7 @@ def fit_advi(logdensity_fn: Callable, data, u0, key, config: VIConfig = VIConfig
     # at most max_iter steps (of grad_draws gradients: a step's cost grows with them)
     steps = config.max_iter * (1 + 0.5 * (config.grad_draws - 1))
     options = one_shot_options(logdensity_fn, q0.mu.shape[0], q0.mu.dtype, data, steps)
-    compiled = jax.jit(chunk).lower(state, np.int32(0), data).compile(options)
+    compiled = compile_with(jax.jit(chunk).lower(state, np.int32(0), data), options)
     compile_s = time.perf_counter() - t0
     state, elbo, _, _ = compiled(state, np.int32(0), data)
     trace = [(0, float(elbo))]
@@ -215,7 +216,7 @@ def fit_pathfinder(logdensity_fn: Callable, data, u0, key, draws: int, maxiter: 
     # and run 0.2-3.4 s longer)
     u0 = np.asarray(u0)
     options = one_shot_options(logdensity_fn, u0.shape[0], u0.dtype, data, 10 * maxiter)
-    compiled = jax.jit(run).lower(key, u0, data).compile(options)
+    compiled = compile_with(jax.jit(run).lower(key, u0, data), options)
     compile_s = time.perf_counter() - t0
     u, lp, lq, elbo = jax.device_get(compiled(key, u0, data))
     info = {"elbo": float(elbo), "converged": bool(np.isfinite(elbo)), "compile_s": compile_s,
@@ -238,8 +239,8 @@ def vi_posterior(model, lw, arrays, config: VIConfig, draws: int, seed: int = 0)
     else:
         q, info = fit_advi(lw.log_density, arrays, u0[0], k_fit, config)
         t1 = time.perf_counter()
-        draws_of = draw_fn(lw.log_density).lower(q, k_draw, arrays, draws).compile(
-            one_shot_options(lw.log_density, lw.dim, q.mu.dtype, arrays, draws / 4))  # (a step: ~4 densities)
+        draws_of = compile_with(draw_fn(lw.log_density).lower(q, k_draw, arrays, draws),
+                                one_shot_options(lw.log_density, lw.dim, q.mu.dtype, arrays, draws / 4))  # (a step: ~4 densities)
         u, lp, lq = jax.device_get(draws_of(q, k_draw, arrays))
         info["compile_s"] += time.perf_counter() - t1    # includes the (fast) draws
         L = cholesky_factor(q, np)
