@@ -7,7 +7,9 @@ over rounds, so whatever slows the machine slows both.
     python bench/ynn_ab.py --models logistic --rounds 9
 
 ``logistic_likelihood`` is y_n ~ Logistic(mu, s), n = 1..5000 (generated with numpy, seed 1): a sum
-of softplus terms, the case that YNNPACK's fusions made 3x slower. Prints a markdown table of the
+of softplus terms, the case that YNNPACK's fusions made 3x slower. ``weibull_likelihood`` (5000
+draws) and ``gamma_regression`` (the logistic benchmark's 5000 x 20 design, a log link) are cases
+where YNNPACK's own kernels for log and powers were faster. Prints a markdown table of the
 median and fastest warm-up + sampling time of each.
 """
 from __future__ import annotations
@@ -27,14 +29,31 @@ LOGISTIC_LIKELIHOOD = """mu ~ normal(0, 5)
 s ~ half_normal(5)
 y ~ logistic(mu, s)
 """
+WEIBULL_LIKELIHOOD = """k ~ gamma(2, 0.5)
+lam ~ half_normal(5)
+y ~ weibull(k, lam)
+"""
+GAMMA_REGRESSION = """data X: real[N, D]
+alpha ~ normal(0, 1)
+beta: real[D] ~ normal(0, 0.2)
+phi ~ gamma(2, 0.5)
+y ~ gamma(phi, phi / exp(alpha + X @ beta))
+"""
+EXTRA = ["logistic_likelihood", "weibull_likelihood", "gamma_regression"]
 
 
 def _cases(names):
     import ppl
     for name in names:
+        rng = np.random.default_rng(1)
         if name == "logistic_likelihood":
-            y = np.random.default_rng(1).logistic(1.0, 2.0, 5000)
-            yield name, (lambda: ppl.compile(LOGISTIC_LIKELIHOOD)), {"y": y}
+            yield name, (lambda: ppl.compile(LOGISTIC_LIKELIHOOD)), {"y": rng.logistic(1.0, 2.0, 5000)}
+        elif name == "weibull_likelihood":
+            yield name, (lambda: ppl.compile(WEIBULL_LIKELIHOOD)), {"y": 2.0 * rng.weibull(1.5, 5000)}
+        elif name == "gamma_regression":    # the logistic benchmark's 5000 x 20 design
+            X = load_data({"set": "logistic"})["X"]
+            eta = 0.5 + X @ rng.normal(0.0, 0.2, X.shape[1])
+            yield name, (lambda: ppl.compile(GAMMA_REGRESSION)), {"X": X, "y": rng.gamma(3.0, np.exp(eta) / 3.0)}
         else:
             spec = MODELS[name]
             yield name, (lambda spec=spec: ppl.load(MODELS_DIR / spec["gm"])), load_data({"set": spec["data"]})
@@ -42,7 +61,7 @@ def _cases(names):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default=",".join(list(MODELS) + ["logistic_likelihood"]))
+    ap.add_argument("--models", default=",".join(list(MODELS) + EXTRA))
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
 

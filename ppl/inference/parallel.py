@@ -284,7 +284,10 @@ posteriordb models warm-up + sampling took 0.96x the time and compilation 0.95x 
 none slower by more than 10 % beyond a 0.04 s run; ``bench/results/ynn_survey.md``); on the
 harness's models (``bench/ynn_ab.py``, ``bench/results/ynn_ab.md``, medians of 5 alternating fits)
 0.94-1.04x (logistic regression 1.02x: its two plain sums lose YNNPACK's faster kernel), the
-logistic likelihood 0.58x. A jaxlib without the option compiles without it (:func:`compile_with`)."""
+logistic likelihood 0.58-0.60x, a gamma regression 1.01x and a Weibull likelihood 1.09x (YNNPACK's
+vectorised log and powers against the C library's). YNNPACK splits a fusion over XLA's intra-op
+threads, which loses when the chains keep every core busy, as they do by default. A jaxlib without
+the option compiles without it (:func:`compile_with`)."""
 
 
 class DensityProfile(NamedTuple):
