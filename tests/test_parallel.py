@@ -247,7 +247,6 @@ def test_an_option_this_xla_does_not_know_is_left_out(monkeypatch):
         lowered.compile({"xla_cpu_no_such_option_anywhere": True})
 
 
-
 def test_the_run_work_counts_density_operations_iterations_and_chains_per_core():
     from ppl.inference.parallel import density_jaxpr, density_ops, density_profile, run_work
 
