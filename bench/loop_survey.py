@@ -15,8 +15,8 @@ the default), at ppl's threshold. ``--emitters``: XLA's CPU fusion emitters on
 (PPL_FUSION_EMITTERS=1, baseline) against off (=0) for every model, with the numbers of data one
 log-density evaluation reads (ppl.inference.parallel.density_data_size, which ppl's default
 choice goes by). ``--quick``: NUTS's quick first program never used (PPL_QUICK_START=0, baseline)
-against ppl's choice (ppl.inference.quick). ``--options``: ppl's compile options for the chunk against them with a JSON object
-of XLA options added. ``--models a,b``: only those models.
+against ppl's choice (ppl.inference.quick). ``--options``: ppl's compile options against them with a JSON object of
+XLA options added (``PPL_XLA_OPTIONS``, which every program ppl compiles takes). ``--models a,b``: only those models.
 """
 from __future__ import annotations
 
@@ -42,15 +42,9 @@ import jax
 import ppl
 import ppl.inference.parallel as parallel
 warnings.simplefilter("ignore")
-models_dir, shared, out, extra = sys.argv[1:5]
-chosen = parallel.compiler_options
-def with_extra(size, devices, work=None, quick=False):      # --options: merged into ppl's own choice
-    return {**(chosen(size, devices, work, quick=quick) or {}), **json.loads(extra)} or None
-import ppl.inference.nuts, ppl.inference.chunks
-for module in (parallel, ppl.inference.nuts, ppl.inference.chunks):   # (each imports it by name)
-    module.compiler_options = with_extra
+models_dir, shared, out = sys.argv[1:4]
 res = {}
-for name in sys.argv[5:]:
+for name in sys.argv[4:]:
     model = ppl.load(f"{models_dir}/{name}.gm")
     data = ppl.load_data(f"{shared}/{name}/data.json")
     post = model.sample(data, chains=4, warmup=1000, draws=1000, seed=1)
@@ -69,10 +63,10 @@ def survey(threshold: int, models: list, shared: Path, options: str = "{}", **en
     from ppl.inference.parallel import small_loop_flag
 
     env = dict(os.environ, XLA_FLAGS=small_loop_flag(threshold), PPL_CACHE="0", JAX_PLATFORMS="cpu",
-               PYTHONPATH=str(ROOT), **env_extra)
+               PYTHONPATH=str(ROOT), PPL_XLA_OPTIONS=options, **env_extra)   # options: added to ppl's own choice
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "res.json"
-        subprocess.run([sys.executable, "-c", WORKER, str(POSTERIORDB_MODELS), str(shared), str(out), options, *models],
+        subprocess.run([sys.executable, "-c", WORKER, str(POSTERIORDB_MODELS), str(shared), str(out), *models],
                        env=env, check=True)
         return json.loads(out.read_text())
 
@@ -87,7 +81,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true",
                     help="compare PPL_QUICK_START=0 (baseline) with ppl's choice of a quick first program")
     ap.add_argument("--options", default=None,
-                    help="a JSON object of XLA compile options for the chunk: ppl's choice (baseline) "
+                    help="a JSON object of XLA compile options (PPL_XLA_OPTIONS): ppl's choice (baseline) "
                          "against it with these added, instead of thresholds")
     ap.add_argument("--models", default=None, help="comma-separated subset of the models")
     ap.add_argument("--out", default=None)

@@ -196,57 +196,6 @@ def test_starting_points_are_found_while_the_chunk_compiles(monkeypatch):
         sample_nuts(logp, data, DeferredInit(init.shape, fail), stream(3, 2), config)
 
 
-def test_fusion_emitters_follow_the_data_one_evaluation_reads(monkeypatch):
-    from ppl.inference.parallel import LONG_RUN, SMALL_DATA, YNN_FUSIONS_OFF, compiler_options, density_data_size
-
-    cpu = jax.devices("cpu")
-    off, on = {"xla_cpu_use_fusion_emitters": False, **YNN_FUSIONS_OFF}, dict(YNN_FUSIONS_OFF)
-    monkeypatch.delenv("PPL_FUSION_EMITTERS", raising=False)
-    assert compiler_options(SMALL_DATA, cpu) == off
-    assert compiler_options(SMALL_DATA + 1, cpu) == on
-    # with the run's work known: a short run keeps them off whatever the data, a long one has them
-    assert compiler_options(SMALL_DATA + 1, cpu, work=LONG_RUN / 2) == off
-    assert compiler_options(SMALL_DATA + 1, cpu, work=LONG_RUN) == on
-    assert compiler_options(SMALL_DATA, cpu, work=LONG_RUN) == off
-    monkeypatch.setenv("PPL_FUSION_EMITTERS", "1")
-    assert compiler_options(1, cpu) == on
-    assert compiler_options(1, cpu, work=1.0) == on
-    monkeypatch.setenv("PPL_FUSION_EMITTERS", "0")
-    assert compiler_options(10 ** 6, cpu, work=LONG_RUN * 10) == off
-
-    def logp(x, data):      # reads X and y; `unused` only another program would need
-        return jnp.sum(data["y"] * (data["X"] @ x))
-
-    data = {"X": np.ones((40, 3)), "y": np.ones(40), "unused": np.ones(1000)}
-    assert density_data_size(logp, 3, np.float64, data) == 160
-    assert density_data_size(jax.jit(logp), 3, np.float64, data) == 160
-
-
-def test_reductions_are_left_to_xla_not_ynnpack():
-    """A sum of softplus terms (ppl's log1p_exp) compiled with ppl's options holds no YNNPACK fusion
-    (3x slower there: parallel.YNN_FUSIONS_OFF); without them this jaxlib makes one."""
-    from ppl.inference.parallel import compile_with, compiler_options
-    from ppl.numerics import log1p_exp
-
-    x = jnp.linspace(-3.0, 3.0, 5000)
-    lowered = jax.jit(jax.value_and_grad(lambda m, x: jnp.sum(log1p_exp(x - m)))).lower(0.5, x)
-    if "__ynn_fusion" not in lowered.compile().as_text():
-        pytest.skip("this jaxlib makes no YNNPACK fusions here")
-    assert "__ynn_fusion" not in compile_with(lowered, compiler_options(x.size, jax.devices("cpu"))).as_text()
-
-
-def test_an_option_this_xla_does_not_know_is_left_out(monkeypatch):
-    from ppl.inference import parallel
-
-    monkeypatch.setattr(parallel, "_UNKNOWN_OPTIONS", set())
-    lowered = jax.jit(lambda x: jnp.sum(x * x)).lower(jnp.ones(3))
-    compiled = parallel.compile_with(lowered, {"xla_cpu_no_such_option_anywhere": True, **parallel.YNN_FUSIONS_OFF})
-    assert float(compiled(jnp.ones(3))) == 3.0
-    assert parallel._UNKNOWN_OPTIONS == {"xla_cpu_no_such_option_anywhere"}
-    with pytest.raises(Exception, match="No such compile option"):    # plain XLA refuses it
-        lowered.compile({"xla_cpu_no_such_option_anywhere": True})
-
-
 def test_the_run_work_counts_density_operations_iterations_and_chains_per_core():
     from ppl.inference.parallel import density_jaxpr, density_ops, density_profile, run_work
 

@@ -18,9 +18,10 @@ import jax
 from ppl.inference.adaptation import build_schedule, pad_schedule
 from ppl.inference.nuts import (ChunkRecorder, all_finite, as_data, chain_keys,  # noqa: F401
                                make_chunk_fn, run_chunked, signature, starting_carry)
-from ppl.inference.parallel import (chain_devices, compile_lowered, compiler_options, density_profile,
-                                   lower_over_chains, place, place_chains, run_work)
+from ppl.inference.parallel import (chain_devices, compile_lowered, density_profile, lower_over_chains, place,
+                                   place_chains, run_work)
 from ppl.inference.program_cache import chunk_key
+from ppl.inference.xla_options import compiler_options
 from ppl.inference.quick import QuickCheck, quick_start
 
 __all__ = ["ChunkedRun", "compiled_chunk", "drive", "starting_carry", "as_data", "chain_keys", "all_finite",

@@ -20,7 +20,8 @@ import jax
 import numpy as np
 
 from ppl.inference.adaptation import estimate_low_rank
-from ppl.inference.parallel import compile_with, compiler_options, over_chains
+from ppl.inference.parallel import over_chains
+from ppl.inference.xla_options import compile_with, compiler_options
 
 __all__ = ["LowRankWindows"]
 

@@ -30,10 +30,10 @@ from ppl.inference.adaptation import (build_schedule, dense_inverse_mass_matrix,
                                       low_rank_buffer_size, pad_schedule)
 from ppl.inference.low_rank import LowRankWindows
 from ppl.inference.nuts_step import NUTSChainState, NUTSDraw, all_finite, make_gibbs_step, make_nuts_chunk
-from ppl.inference.parallel import (DeferredInit, StartingPoints, chain_devices, compile_lowered, compiler_options,
-                                   density_profile, distribute, lower_over_chains, outer_loops_apart, place,
-                                   place_chains, run_work)
+from ppl.inference.parallel import (DeferredInit, StartingPoints, chain_devices, compile_lowered, density_profile,
+                                   distribute, lower_over_chains, outer_loops_apart, place, place_chains, run_work)
 from ppl.inference.program_cache import chunk_key
+from ppl.inference.xla_options import compiler_options
 from ppl.inference.quick import QuickCheck, quick_start
 from ppl.inference.rng import raw_keys
 from ppl.inference.stuck import StuckChains

@@ -35,7 +35,7 @@ import optax
 import optax.tree_utils as otu
 
 from ppl.config import float_dtype
-from ppl.inference.parallel import compile_with
+from ppl.inference.xla_options import compile_with
 from ppl.inference.quick import one_shot_options
 from ppl.inference.rng import stream
 

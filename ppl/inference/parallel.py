@@ -19,7 +19,6 @@ summed across shards (:func:`distribute`).
 from __future__ import annotations
 
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, NamedTuple
 
@@ -27,9 +26,10 @@ import jax
 import numpy as np
 
 from .program_cache import lower_chunk
+from .xla_options import compile_with
 
 __all__ = ["configure_xla", "small_loop_flag", "outer_loops_apart", "chain_devices", "over_chains", "compile_chunk", "lower_over_chains",
-           "compile_lowered", "compile_with", "compiler_options", "YNN_FUSIONS_OFF", "density_data_size", "density_jaxpr", "density_ops", "density_profile", "DensityProfile", "run_work",
+           "compile_lowered", "density_data_size", "density_jaxpr", "density_ops", "density_profile", "DensityProfile", "run_work",
            "chains_per_lane", "place_chains", "place", "distribute", "DeferredInit", "StartingPoints"]
 
 _FLAG = "--xla_force_host_platform_device_count"
@@ -201,25 +201,8 @@ def lower_over_chains(one_chain: Callable, carry, rows, data, params, devices: l
     return lowered
 
 
-_UNKNOWN_OPTIONS: set = set()   # compile options this XLA refused, left out from then on
-
-
-def compile_with(lowered, options: dict | None = None):
-    """``lowered.compile(options)``, leaving out any option the installed XLA does not know (an
-    older or newer jaxlib than the one :data:`YNN_FUSIONS_OFF` was measured with), once refused."""
-    options = {k: v for k, v in (options or {}).items() if k not in _UNKNOWN_OPTIONS} or None
-    try:
-        return lowered.compile(options)
-    except Exception as err:  # noqa: BLE001 - only XLA's "no such option" is handled, the rest re-raised
-        unknown = re.search(r"No such compile option: '([^']+)'", str(err))
-        if unknown is None or unknown.group(1) not in (options or {}):
-            raise
-        _UNKNOWN_OPTIONS.add(unknown.group(1))
-        return compile_with(lowered, options)
-
-
 def compile_lowered(lowered, options: dict | None = None, meanwhile: Callable | None = None):
-    """``lowered`` compiled with XLA's ``options`` (:func:`compiler_options`, through
+    """``lowered`` compiled with XLA's ``options`` (:func:`~ppl.inference.xla_options.compiler_options`, through
     :func:`compile_with`), and what ``meanwhile()`` returned: XLA compiles on one core and lets go
     of Python, so ``meanwhile`` runs beside it (if it fails, its error is raised at once; the
     compilation finishes unseen)."""
@@ -268,26 +251,6 @@ class StartingPoints(NamedTuple):
     position: np.ndarray     # (chains, dim)
     logdensity: np.ndarray   # (chains,)
     grad: np.ndarray         # (chains, dim)
-
-
-SMALL_DATA = 512  # numbers of data one log-density evaluation reads
-LONG_RUN = 2e9    # density operations x iterations x chains per core (see compiler_options)
-
-YNN_FUSIONS_OFF = {"xla_cpu_experimental_ynn_fusion_type": ""}
-"""XLA's CPU compiler (jaxlib 0.10) hands each reduction, with the elementwise operations it fuses
-into it, to YNNPACK. For a plain sum that is faster (5,000 numbers: 0.9 against 1.2 us), but a sum
-of softplus terms through ppl's own ``log1p_exp`` (the logistic distribution, ``log_inv_logit``,
-``softplus`` in a model) ran 3x slower as YNNPACK fusions than as XLA's own loops: a logistic
-likelihood over 5,000 observations took 46-51 us a gradient against 14-15 (one core, data as
-arguments) and NUTS 0.54 against 0.31 s for 4 chains x 2000 iterations. Off, over the 45
-posteriordb models warm-up + sampling took 0.96x the time and compilation 0.95x (geometric means;
-none slower by more than 10 % beyond a 0.04 s run; ``bench/results/ynn_survey.md``); on the
-harness's models (``bench/ynn_ab.py``, ``bench/results/ynn_ab.md``, medians of 5 alternating fits)
-0.94-1.04x (logistic regression 1.02x: its two plain sums lose YNNPACK's faster kernel), the
-logistic likelihood 0.58-0.60x, a gamma regression 1.01x and a Weibull likelihood 1.09x (YNNPACK's
-vectorised log and powers against the C library's). YNNPACK splits a fusion over XLA's intra-op
-threads, which loses when the chains keep every core busy, as they do by default. A jaxlib without
-the option compiles without it (:func:`compile_with`)."""
 
 
 class DensityProfile(NamedTuple):
@@ -355,37 +318,3 @@ def chains_per_lane(chains: int, devices: list) -> float:
     device per core (at least 1)."""
     lanes = max(1, min(len(devices), os.cpu_count() or 1))
     return max(1.0, chains / lanes)
-
-
-def compiler_options(data_size: int, devices: list, work: float | None = None, quick: bool = False) -> dict | None:
-    """XLA options for a chunk program. On CPU, XLA's newer fusion emitters are turned off unless
-    the log density reads more than SMALL_DATA numbers per evaluation (:func:`density_data_size`)
-    *and* the run is long (``work``, :func:`run_work`, at least LONG_RUN; unknown counts as long).
-
-    Off, a chunk compiles 0.6-1.3 s faster; on, a density that reads much data samples faster.
-    Over the 45 posteriordb models (``bench/loop_survey.py --emitters``,
-    bench/results/emitters_survey.md) compile time was 0.85x (geometric mean) and warm-up +
-    sampling 0.96x without them, and every model reading at most 512 numbers sampled as fast
-    (0.72-1.23x, the extremes on runs under 0.1 s). The harness's logistic regression (10^5 numbers
-    read) and mixtures (1,000) sample 10-22 % slower without them but compile 0.75-1.0 s faster
-    (4 chains x 2000 iterations, 2 runs each: logistic 1.9-2.0 s of compile and 1.7-1.8 s of
-    warm-up + sampling with them, 1.1 + 2.1 s without, the first draw 0.55-0.85 s sooner), so
-    short runs keep them off. LONG_RUN (2e9) is about 2.6 s of sampling for logistic regression
-    and 22 s for the mixtures, whose operations cost more; on either side of it the wrong choice
-    costs at most about 10 % of compile + sampling.
-    ``PPL_FUSION_EMITTERS=1`` (or ``0``) keeps them on (off) whatever the size and length.
-    ``quick``: the program is also compiled at XLA's backend optimisation level 0, sooner and
-    slower to run (:mod:`ppl.inference.quick` decides when that pays). Every CPU program also
-    leaves reductions to XLA rather than YNNPACK (:data:`YNN_FUSIONS_OFF`)."""
-    if devices[0].platform != "cpu":
-        return None
-    forced = os.environ.get("PPL_FUSION_EMITTERS", "").strip()
-    if forced in ("0", "1"):
-        off = forced == "0"
-    else:
-        off = data_size <= SMALL_DATA or (work is not None and work < LONG_RUN)
-    options = {"xla_cpu_use_fusion_emitters": False} if off else {}
-    options.update(YNN_FUSIONS_OFF)
-    if quick:
-        options["xla_backend_optimization_level"] = 0
-    return options

@@ -30,7 +30,8 @@ import os
 
 import numpy as np
 
-from ppl.inference.parallel import chains_per_lane, compiler_options, density_profile
+from ppl.inference.parallel import chains_per_lane, density_profile
+from ppl.inference.xla_options import compiler_options
 
 __all__ = ["quick_start", "level0_loss", "QuickCheck", "one_shot_options", "one_shot_loss", "QUICK_LOSS_S", "SWITCH_S", "CHECK_AT",
            "CHECK_SPAN", "ONE_SHOT_LOSS_S"]
@@ -97,7 +98,7 @@ def one_shot_loss(ops: int, dim: int, steps: float) -> float:
 def one_shot_options(logdensity_fn, dim: int, dtype, data, steps: float, devices: list | None = None) -> dict | None:
     """XLA's options for a program that runs once, as long as at most ``steps`` ADVI steps (its
     iteration cap, in those units) with ``logdensity_fn(position, data)`` for a ``dim`` position:
-    level 0 (:func:`~ppl.inference.parallel.compiler_options`' ``quick``) when that would lose
+    level 0 (:func:`~ppl.inference.xla_options.compiler_options`' ``quick``) when that would lose
     under ONE_SHOT_LOSS_S (:func:`one_shot_loss`), and the fusion emitters as the data decide."""
     import jax
     devices = jax.devices()[:1] if devices is None else devices

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ppl.inference.parallel import compile_with
+from ppl.inference.xla_options import compile_with
 from ppl.inference.quick import one_shot_options
 from ppl.inference.rng import raw_keys, stream
 
