@@ -237,13 +237,13 @@ def test_real_fit_to_arviz_matches_our_summary(es_fit):
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
 def test_ctrl_c_writes_the_draws_so_far(tmp_path, stop):
     out = tmp_path / "out.csv"
-    cmd = [sys.executable, "-m", "ppl.cli", "sample", ES_MODEL, "--data", ES_DATA,
-           "--draws", "200000", "-o", str(out)]
+    # `python -m ppl.cli`, with Ctrl-C as a terminal gives it: a shell that starts the tests in
+    # the background (`.ci/run &`) hands its children SIGINT ignored, and Python keeps it ignored
+    cli = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+           "sys.argv[0] = 'ppl'; runpy.run_module('ppl.cli', run_name='__main__')")
+    cmd = [sys.executable, "-c", cli, "sample", ES_MODEL, "--data", ES_DATA, "--draws", "200000", "-o", str(out)]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    # a shell that starts the tests in the background (`.ci/run &`) hands its children SIGINT
-    # ignored, and Python keeps an ignored SIGINT ignored; a user's `ppl sample` has it as default
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
     seen = []
     try:
         deadline = time.monotonic() + 240
