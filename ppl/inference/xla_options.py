@@ -70,7 +70,7 @@ def compiler_options(data_size: int, devices: list, work: float | None = None, q
     each, the emitters sample no faster (4 chains x 2000 iterations, alternating fits,
     ``bench/results/plain_sums_ab.md``: logistic regression, mixture_separated, hierarchical linear,
     a gamma regression and a logistic likelihood 0.98-1.01x; logistic regression's gradient at
-    N = 10^5 and 10^6, 0.96-1.04x) and they compile 0.5-1.3 s slower.
+    N = 10^5 and 10^6, 0.95-1.05x) and they compile 0.5-1.3 s slower.
 
     Under float32 (``PPL_PRECISION=32``) XLA's tree of partial sums stays, and the emitters are off
     unless the log density reads more than SMALL_DATA numbers per evaluation
