@@ -15,10 +15,10 @@ from .config import enable_compile_cache, float_dtype, gc_paused
 from .errors import ModelError
 from .graph import Graph, build_graph
 from .inference.parallel import DeferredInit, StartingPoints, density_profile
-from .inference.xla_options import compile_with
 from .inference.program_cache import chunk_key, lower_chunk
 from .inference.quick import one_shot_options
 from .inference.rng import raw_keys, stream
+from .inference.xla_options import compile_with
 from .lower import Lowered
 from .modules import collect_functions
 from .parser import parse

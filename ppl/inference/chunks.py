@@ -21,8 +21,8 @@ from ppl.inference.nuts import (ChunkRecorder, all_finite, as_data, chain_keys, 
 from ppl.inference.parallel import (chain_devices, compile_lowered, density_profile, lower_over_chains, place,
                                    place_chains, run_work)
 from ppl.inference.program_cache import chunk_key
-from ppl.inference.xla_options import compiler_options
 from ppl.inference.quick import QuickCheck, quick_start
+from ppl.inference.xla_options import compiler_options
 
 __all__ = ["ChunkedRun", "compiled_chunk", "drive", "starting_carry", "as_data", "chain_keys", "all_finite",
            "compile_count", "clear_cache"]

@@ -33,10 +33,10 @@ from ppl.inference.nuts_step import NUTSChainState, NUTSDraw, all_finite, make_g
 from ppl.inference.parallel import (DeferredInit, StartingPoints, chain_devices, compile_lowered, density_profile,
                                    distribute, lower_over_chains, outer_loops_apart, place, place_chains, run_work)
 from ppl.inference.program_cache import chunk_key
-from ppl.inference.xla_options import compiler_options
 from ppl.inference.quick import QuickCheck, quick_start
 from ppl.inference.rng import raw_keys
 from ppl.inference.stuck import StuckChains
+from ppl.inference.xla_options import compiler_options
 
 __all__ = ["NUTSConfig", "starting_carry", "SamplerResult", "Progress", "NUTSChainState", "NUTSDraw", "all_finite",
            "sample_nuts", "make_chunk_fn", "run_chunked", "compile_count", "clear_cache"]

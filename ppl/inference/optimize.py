@@ -35,9 +35,9 @@ import optax
 import optax.tree_utils as otu
 
 from ppl.config import float_dtype
-from ppl.inference.xla_options import compile_with
 from ppl.inference.quick import one_shot_options
 from ppl.inference.rng import stream
+from ppl.inference.xla_options import compile_with
 
 __all__ = ["OptimizeConfig", "OptimizeResult", "minimize", "optimize_model", "METHODS"]
 

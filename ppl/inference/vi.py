@@ -29,9 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ppl.inference.xla_options import compile_with
 from ppl.inference.quick import one_shot_options
 from ppl.inference.rng import raw_keys, stream
+from ppl.inference.xla_options import compile_with
 
 __all__ = ["VIConfig", "Gaussian", "FAMILIES", "fit_advi", "fit_pathfinder", "relative_change", "stan_converged"]
 

@@ -24,7 +24,7 @@ likelihood over 5,000 observations took 46-51 us a gradient against 14-15 (one c
 arguments) and NUTS 0.54 against 0.31 s for 4 chains x 2000 iterations. Off, over the 45
 posteriordb models warm-up + sampling took 0.96x the time and compilation 0.95x (geometric means;
 none slower by more than 10 % beyond a 0.04 s run; ``bench/results/ynn_survey.md``); on the
-harness's models (``bench/ynn_ab.py``, ``bench/results/ynn_ab.md``, medians of 5 alternating fits)
+harness's models (``bench/options_ab.py``, ``bench/results/ynn_ab.md``, medians of 5 alternating fits)
 0.94-1.04x (logistic regression 1.02x: its two plain sums lose YNNPACK's faster kernel), the
 logistic likelihood 0.58-0.60x, a gamma regression 1.01x and a Weibull likelihood 1.09x (YNNPACK's
 vectorised log and powers against the C library's). YNNPACK splits a fusion over XLA's intra-op
