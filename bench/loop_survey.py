@@ -7,6 +7,7 @@ per value (XLA reads its flags once, when JAX starts its backend), no compile ca
     python bench/loop_survey.py --emitters --out bench/results/emitters_survey.md
     python bench/loop_survey.py --quick --out bench/results/quick_survey.md
     python bench/loop_survey.py --options '{"xla_backend_optimization_level": 1}'
+    python bench/loop_survey.py --per-device --out bench/results/per_device_survey.md
 
 ``--thresholds``: XLA's CPU small-while-loop threshold (ppl.inference.parallel.SMALL_LOOP_BYTES);
 1024 bytes is XLA's own default, 32768 what ppl sets at import. ``--suffstats``: Gaussian
@@ -15,7 +16,9 @@ the default), at ppl's threshold. ``--emitters``: XLA's CPU fusion emitters on
 (PPL_FUSION_EMITTERS=1, baseline) against off (=0) for every model, with the numbers of data one
 log-density evaluation reads (ppl.inference.parallel.density_data_size, which ppl's default
 choice goes by). ``--quick``: NUTS's quick first program never used (PPL_QUICK_START=0, baseline)
-against ppl's choice (ppl.inference.quick). ``--options``: ppl's compile options against them with a JSON object of
+against ppl's choice (ppl.inference.quick). ``--per-device``: the chains' devices running one SPMD program
+(PPL_PER_DEVICE=0, baseline) against a replica each of one device's program (ppl.inference.per_device,
+the default). ``--options``: ppl's compile options against them with a JSON object of
 XLA options added (``PPL_XLA_OPTIONS``, which every program ppl compiles takes). ``--models a,b``: only those models.
 """
 from __future__ import annotations
@@ -80,6 +83,8 @@ def main() -> None:
                     help="compare XLA's fusion emitters on (baseline) and off instead of thresholds")
     ap.add_argument("--quick", action="store_true",
                     help="compare PPL_QUICK_START=0 (baseline) with ppl's choice of a quick first program")
+    ap.add_argument("--per-device", action="store_true",
+                    help="compare one SPMD program across the devices (PPL_PER_DEVICE=0, baseline) with replicas")
     ap.add_argument("--options", default=None,
                     help="a JSON object of XLA compile options (PPL_XLA_OPTIONS): ppl's choice (baseline) "
                          "against it with these added, instead of thresholds")
@@ -100,6 +105,10 @@ def main() -> None:
     elif args.quick:
         ths = ["never-quick", "quick"]
         runs = {t: survey(SMALL_LOOP_BYTES, models, shared, **({"PPL_QUICK_START": "0"} if t == "never-quick" else {}))
+                for t in ths}
+    elif args.per_device:
+        ths = ["spmd", "per-device"]
+        runs = {t: survey(SMALL_LOOP_BYTES, models, shared, PPL_PER_DEVICE="1" if t == "per-device" else "0")
                 for t in ths}
     elif args.emitters:
         ths = ["emitters", "no-emitters"]
@@ -141,6 +150,7 @@ def main() -> None:
                        ("Sufficient statistics", "--suffstats") if args.suffstats else
                        ("XLA fusion emitters", "--emitters") if args.emitters else
                        ("NUTS's quick first program", "--quick") if args.quick else
+                       ("Replicas against one SPMD program", "--per-device") if args.per_device else
                        ("XLA small-while-loop threshold", f"--thresholds {args.thresholds}"))
         Path(args.out).write_text(f"# {what} survey\n\nReproduce: `python bench/loop_survey.py {flags}`\n\n" + text)
 

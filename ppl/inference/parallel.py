@@ -3,9 +3,10 @@ XLA settings made for them at import (host devices, the small-loop threshold).
 
 On CPU, ppl asks XLA for several host devices when it is imported
 (:func:`configure_xla`, before JAX starts its backend) and runs the chains of a
-chunk with ``jax.shard_map`` across them: each device runs an *unbatched* one-chain
+chunk across them: each device runs an *unbatched* one-chain
 program (or a vmap of a few chains when there are more chains than devices), so no chain
-waits for another's longest NUTS tree.  Measured on 2 cores: the one-chain chunk program
+waits for another's longest NUTS tree. That program is compiled once, as one replica per device
+(:mod:`ppl.inference.per_device`; ``PPL_PER_DEVICE=0``: one SPMD program, ``jax.shard_map``).  Measured on 2 cores: the one-chain chunk program
 alone compiled in 1.6 s against 2.4 s vectorised; end to end, in the benchmark harness
 (``bench/``, configurations ``ppl`` and ``ppl-vec``), the two layouts were within noise of
 each other (eight schools 0.19 vs 0.22 s of warm-up + sampling, logistic 3.07 vs 3.20 s,
@@ -25,6 +26,7 @@ from typing import Callable, NamedTuple
 import jax
 import numpy as np
 
+from .per_device import PerDeviceLowering, local_args, per_device_wanted
 from .program_cache import lower_chunk
 from .xla_options import compile_with
 
@@ -189,16 +191,29 @@ def compile_chunk(one_chain: Callable, carry, rows, data, params, devices: list,
 
 def lower_over_chains(one_chain: Callable, carry, rows, data, params, devices: list, spmd: bool = False,
                       cache_key: str | None = None, result_types: tuple = ()):
-    """``one_chain`` for every chain of ``carry`` (leading axis) on ``devices``, lowered: a program
-    per device (``jax.shard_map``), or with ``spmd`` one vectorised program that XLA's partitioner
-    splits following the placement of ``carry`` and ``data`` (for data sharded by rows).
-    ``cache_key`` (:func:`ppl.inference.program_cache.chunk_key`): the lowered program is kept on
-    disk under it, and read back instead of tracing when it is there; ``result_types``: the
-    NamedTuple classes of its results that are not in its arguments (the draws)."""
+    """``one_chain`` for every chain of ``carry`` (leading axis) on ``devices``, lowered: on several
+    devices one device's program, to be compiled as a replica per device
+    (:class:`~ppl.inference.per_device.PerDeviceLowering`; ``PPL_PER_DEVICE=0``, or a JAX without
+    the hooks it uses: one program across them, ``jax.shard_map``), or with ``spmd`` one vectorised
+    program that XLA's partitioner splits following the placement of ``carry`` and ``data`` (for
+    data sharded by rows). ``cache_key`` (:func:`ppl.inference.program_cache.chunk_key`): the
+    lowered program is kept on disk under it, and read back instead of tracing when it is there;
+    ``result_types``: the NamedTuple classes of its results that are not in its arguments (the draws)."""
     chains = jax.tree.leaves(carry)[0].shape[0]
-    fn = over_chains(one_chain, chains, devices[:1] if spmd else devices)
-    lowered, _ = lower_chunk(jax.jit(fn), (carry, rows, data, params), None if spmd else cache_key, result_types)
-    return lowered
+    args = (carry, rows, data, params)
+
+    def across(devices_used, key):
+        fn = over_chains(one_chain, chains, devices_used)
+        return lower_chunk(jax.jit(fn), args, key, result_types)[0]
+
+    if spmd:
+        return across(devices[:1], None)
+    if len(devices) > 1 and per_device_wanted():
+        fn = over_chains(one_chain, chains // len(devices), devices[:1])
+        key = None if cache_key is None else cache_key + "-per-device"
+        lowered, _ = lower_chunk(jax.jit(fn), local_args(args, chains, devices), key, result_types)
+        return PerDeviceLowering(lowered, devices, chains, fallback=lambda: across(devices, cache_key))
+    return across(devices, cache_key)
 
 
 def compile_lowered(lowered, options: dict | None = None, meanwhile: Callable | None = None):
