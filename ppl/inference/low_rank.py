@@ -21,6 +21,7 @@ import numpy as np
 
 from ppl.inference.adaptation import estimate_low_rank
 from ppl.inference.parallel import over_chains
+from ppl.inference.per_device import PerDeviceLowering, local_args, per_device_wanted
 from ppl.inference.xla_options import compile_with, compiler_options
 
 __all__ = ["LowRankWindows"]
@@ -48,8 +49,15 @@ class LowRankWindows:
             return
         rank = self.rank
         chains = jax.tree.leaves(carry)[0].shape[0]
-        every_chain = over_chains(lambda state: estimate_low_rank(*state, rank), chains, devices)
-        lowered = jax.jit(every_chain).lower((carry.adapt.mm.inverse_mass_matrix, carry.adapt.grads))
+        state = (carry.adapt.mm.inverse_mass_matrix, carry.adapt.grads)
+        one_chain = lambda state: estimate_low_rank(*state, rank)  # noqa: E731
+        across = lambda: jax.jit(over_chains(one_chain, chains, devices)).lower(state)  # noqa: E731
+        if len(devices) > 1 and per_device_wanted():   # a replica per device, as the chunk's
+            local = over_chains(one_chain, chains // len(devices), devices[:1])
+            lowered = PerDeviceLowering(jax.jit(local).lower(*local_args((state,), chains, devices)), devices, chains,
+                                        fallback=across)
+        else:
+            lowered = across()
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ppl-lowrank")
         # run a handful of times per fit, reading no data: XLA's quickest level
         self._compiling = pool.submit(compile_with, lowered, compiler_options(0, devices, quick=True))
