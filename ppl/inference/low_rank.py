@@ -20,8 +20,7 @@ import jax
 import numpy as np
 
 from ppl.inference.adaptation import estimate_low_rank
-from ppl.inference.parallel import over_chains
-from ppl.inference.per_device import PerDeviceLowering, local_args, per_device_wanted
+from ppl.inference.parallel import lower_split
 from ppl.inference.xla_options import compile_with, compiler_options
 
 __all__ = ["LowRankWindows"]
@@ -50,14 +49,9 @@ class LowRankWindows:
         rank = self.rank
         chains = jax.tree.leaves(carry)[0].shape[0]
         state = (carry.adapt.mm.inverse_mass_matrix, carry.adapt.grads)
-        one_chain = lambda state: estimate_low_rank(*state, rank)  # noqa: E731
-        across = lambda: jax.jit(over_chains(one_chain, chains, devices)).lower(state)  # noqa: E731
-        if len(devices) > 1 and per_device_wanted():   # a replica per device, as the chunk's
-            local = over_chains(one_chain, chains // len(devices), devices[:1])
-            lowered = PerDeviceLowering(jax.jit(local).lower(*local_args((state,), chains, devices)), devices, chains,
-                                        fallback=across)
-        else:
-            lowered = across()
+        # a replica per device, as the chunk's
+        lowered = lower_split(lambda state: estimate_low_rank(*state, rank), (state,), chains, devices,
+                              lambda fn, args, per_device: jax.jit(fn).lower(*args))
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ppl-lowrank")
         # run a handful of times per fit, reading no data: XLA's quickest level
         self._compiling = pool.submit(compile_with, lowered, compiler_options(0, devices, quick=True))

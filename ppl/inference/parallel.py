@@ -30,7 +30,7 @@ from .per_device import PerDeviceLowering, local_args, per_device_wanted
 from .program_cache import lower_chunk
 from .xla_options import compile_with
 
-__all__ = ["configure_xla", "small_loop_flag", "outer_loops_apart", "chain_devices", "over_chains", "compile_chunk", "lower_over_chains",
+__all__ = ["configure_xla", "small_loop_flag", "outer_loops_apart", "chain_devices", "over_chains", "compile_chunk", "lower_over_chains", "lower_split",
            "compile_lowered", "density_data_size", "density_jaxpr", "density_ops", "density_profile", "DensityProfile", "run_work",
            "chains_per_lane", "place_chains", "place", "distribute", "DeferredInit", "StartingPoints"]
 
@@ -205,19 +205,28 @@ def lower_over_chains(one_chain: Callable, carry, rows, data, params, devices: l
     ``result_types``: the NamedTuple classes of its results that are not in its arguments (the draws)."""
     chains = jax.tree.leaves(carry)[0].shape[0]
     args = (carry, rows, data, params)
-
-    def across(devices_used, key):
-        fn = over_chains(one_chain, chains, devices_used)
-        return lower_chunk(jax.jit(fn), args, key, result_types)[0]
-
     if spmd:
-        return across(devices[:1], None)
+        return lower_chunk(jax.jit(over_chains(one_chain, chains, devices[:1])), args, None, result_types)[0]
+
+    def lower(fn, fn_args, per_device: bool):
+        key = cache_key + "-per-device" if cache_key is not None and per_device else cache_key
+        return lower_chunk(jax.jit(fn), fn_args, key, result_types)[0]
+
+    return lower_split(one_chain, args, chains, devices, lower)
+
+
+def lower_split(one_chain: Callable, args: tuple, chains: int, devices: list, lower: Callable):
+    """``one_chain`` for every chain of ``args[0]`` (the chain states, leading axis) split across
+    ``devices``, lowered by ``lower(fn, args, per_device)``: on several devices one device's share
+    (:func:`~ppl.inference.per_device.local_args`), to be compiled as a replica per device
+    (:class:`~ppl.inference.per_device.PerDeviceLowering`); with ``PPL_PER_DEVICE=0``, on one
+    device, or as that lowering's fallback, one program across them (:func:`over_chains`)."""
+    across = lambda: lower(over_chains(one_chain, chains, devices), args, False)  # noqa: E731
     if len(devices) > 1 and per_device_wanted():
-        fn = over_chains(one_chain, chains // len(devices), devices[:1])
-        key = None if cache_key is None else cache_key + "-per-device"
-        lowered, _ = lower_chunk(jax.jit(fn), local_args(args, chains, devices), key, result_types)
-        return PerDeviceLowering(lowered, devices, chains, fallback=lambda: across(devices, cache_key))
-    return across(devices, cache_key)
+        local = lower(over_chains(one_chain, chains // len(devices), devices[:1]), local_args(args, chains, devices),
+                      True)
+        return PerDeviceLowering(local, devices, chains, fallback=across)
+    return across()
 
 
 def compile_lowered(lowered, options: dict | None = None, meanwhile: Callable | None = None):

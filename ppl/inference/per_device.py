@@ -114,9 +114,7 @@ class PerDeviceProgram:
     def _inputs(self, leaves: list) -> list:
         """The kept arguments, each with a piece on every device; those not placed so, copied."""
         kept = [leaves[i] for i in self.kept]
-        move = [j for j, a in enumerate(kept)
-                if not (isinstance(a, jax.Array) and a.sharding.device_set == self.device_set
-                        and len(a.addressable_shards) == len(self.devices))]
+        move = [j for j, a in enumerate(kept) if not (isinstance(a, jax.Array) and a.sharding.device_set == self.device_set)]
         if move:
             for j, a in zip(move, jax.device_put([kept[j] for j in move], self.whole)):
                 kept[j] = a
