@@ -161,6 +161,16 @@ class _SettingsView:
         return self._devices
 
 
+def _bytecode_line(env: dict) -> list:
+    b = env.get("bytecode")
+    if not b:
+        return []
+    return [f"- Python bytecode of ppl and bench/ {'compiled before the first worker' if b['compiled'] else 'NOT all compiled'}"
+            " (as pip install compiles an installed package's; the peers came with theirs)"
+            + ("; PYTHONDONTWRITEBYTECODE was set, so without this every worker would compile ppl from source"
+               if b["dont_write_env"] else "")]
+
+
 def render(doc: dict) -> str:
     env, s = doc["environment"], doc["settings"]
     args = _SettingsView(s)
@@ -177,7 +187,7 @@ def render(doc: dict) -> str:
               f"{s['repeats']} repeat(s); " if doc.get("summary") else "- settings: ")
              + f"float{s['precision']}; every system: NUTS, diagonal mass matrix, "
              f"target acceptance 0.8, max tree depth 10, initial points uniform(−2, 2) on the unconstrained space",
-             f"- total harness time: {doc['elapsed_s'] / 60:.1f} min", ""]
+             f"- total harness time: {doc['elapsed_s'] / 60:.1f} min"] + _bytecode_line(env) + [""]
     if doc.get("summary"):
         lines += ["## Per model and system", ""] + main_table(doc["summary"], s["models"], s["configs"], args)
         rt = ratio_table(doc["summary"], s["models"], s["configs"], args)
