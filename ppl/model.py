@@ -251,18 +251,35 @@ class Model:
         each chain starts at the most probable of its first ``best_of`` finite points, which keeps
         chains out of regions where the density is finite but astronomically small (an explosive
         recurrence, say) without pulling them all to one mode. ``values``: the points come as
-        ``StartingPoints``, with the log density and gradient computed there (NUTS starts from them)."""
+        ``StartingPoints``, with the log density and gradient computed there (NUTS starts from them).
+
+        The candidates are evaluated ``best_of`` tries at a time (one small program, called again
+        only while a chain still lacks ``best_of`` finite points), so the usual search evaluates
+        ``best_of`` x chains points, not ``tries`` x chains: the same choice, from the same
+        candidates, at a fraction of the work (it runs beside the sampler's XLA compilation)."""
         t0 = time.perf_counter()
         # numpy draws the candidates: a JAX uniform would be one more program to compile
         cand = np.random.default_rng(seq).uniform(-2.0, 2.0, (tries, chains, lw.dim))
-        flat = cand.reshape(tries * chains, lw.dim)
-        lp, grad = jax.device_get(self._init_program(lw, arrays, tries * chains)(flat, arrays))
+        batch = max(1, min(best_of, tries))
+        program = self._init_program(lw, arrays, batch * chains)
+        lp = np.full((tries, chains), -np.inf)
+        grad = np.zeros((tries, chains, lw.dim))
+        ok = np.zeros((tries, chains), bool)
+        done = 0
+        while done < tries and (done == 0 or (ok.sum(axis=0) < best_of).any()):
+            rows = cand[done:done + batch]
+            n = rows.shape[0]
+            if n < batch:      # the last tries: padded with the first candidates (their results unused)
+                rows = np.concatenate([rows, cand[:batch - n]])
+            got_lp, got_grad = jax.device_get(program(rows.reshape(batch * chains, lw.dim), arrays))
+            got_lp = np.asarray(got_lp).reshape(batch, chains)[:n]
+            got_grad = np.asarray(got_grad).reshape(batch, chains, lw.dim)[:n]
+            lp[done:done + n], grad[done:done + n] = got_lp, got_grad
+            ok[done:done + n] = np.isfinite(got_lp) & np.all(np.isfinite(got_grad), axis=-1)
+            done += n
         t1 = time.perf_counter()
-        ok = (np.isfinite(lp) & np.all(np.isfinite(grad), axis=-1)).reshape(tries, chains)
         if not ok.any():
             raise self._init_failure(lw, arrays, cand[0, 0])
-        lp = np.asarray(lp).reshape(tries, chains)
-        grad = np.asarray(grad).reshape(tries, chains, lw.dim)
         out, out_lp, out_grad = np.empty((chains, lw.dim)), np.empty(chains), np.empty((chains, lw.dim))
         good_at = np.argwhere(ok)
         for c in range(chains):
