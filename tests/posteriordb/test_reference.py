@@ -38,7 +38,13 @@ def _column(post, ref_name):
 # amplitude's upper tail under-explored (alpha's sd 0.68-0.80 with lowrank, mean 0.73, against the
 # reference's 0.79; diag 0.77-0.87). At 0.95 (seeds 1-8 lowrank, 1-3 diag and fisher): 0-4
 # divergences a chain (0.9 left up to 21), alpha's sd 0.74-0.80 with lowrank, 0.76-0.79 else.
-TARGET_ACCEPT = {"gp_pois_regr-gp_pois_regr": 0.95}
+# mcycle_gp (whose reference Stan ran at adapt_delta 0.999, max tree depth 15) at 0.8: 33-39
+# divergences (seeds 1, 4, 6) and the GP amplitude's heavy upper tail short: sdgp_1's sd 10.2-11.1
+# against 11.24 over seeds 1-6, 4.3, 3.3, 4.0 standard errors off on seeds 1, 4, 6 (seed 1 passed
+# at 2.6 until a last-bit change of the starting gradient, 384cf61). At 0.99 no divergences and
+# every parameter within 3.6 standard errors on those seeds (diag), within 2.5 (fisher) and 3.4
+# (lowrank) on seed 1.
+TARGET_ACCEPT = {"gp_pois_regr-gp_pois_regr": 0.95, "mcycle_gp-accel_gp": 0.99}
 
 
 def _params(name, mass):
