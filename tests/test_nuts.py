@@ -275,13 +275,16 @@ def test_kernel_at_full_depth_is_blackjax_nuts(loops_apart):
     from blackjax.mcmc import nuts as bj_nuts
 
     from ppl.inference.nuts_kernel import build_kernel
+    from ppl.inference.rng import sampler_key
 
     data = gauss_data(np.diag([1.0, 4.0, 0.25]))
     ld = lambda x: gauss_ld(x, data)  # noqa: E731
     state = hmc.init(jnp.array([0.3, -1.0, 0.2]), ld)
     imm = jnp.array([1.0, 2.0, 0.5])
     key = jax.random.PRNGKey(5)
-    theirs = jax.jit(lambda k, e: bj_nuts.build_kernel()(k, state, ld, e, imm, 10))(key, 0.6)
+    # ppl's kernel draws through its counter-based keys (ppl.inference.rng.sampler_key): BlackJAX's
+    # kernel given the same key must make the same tree
+    theirs = jax.jit(lambda k, e: bj_nuts.build_kernel()(sampler_key(k), state, ld, e, imm, 10))(key, 0.6)
     ours = jax.jit(lambda k, e, d: build_kernel(10, loops_apart=loops_apart)(k, state, ld, e, imm, d))(key, 0.6, 10)
     for a, b in zip(jax.tree.leaves(theirs), jax.tree.leaves(ours)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

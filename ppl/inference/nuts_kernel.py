@@ -26,6 +26,8 @@ from ppl.inference import lean_blackjax  # noqa: F401  (first: BlackJAX without 
 from blackjax.mcmc import hmc, integrators, metrics, proposal, termination, trajectory
 from blackjax.mcmc.nuts import NUTSInfo
 
+from ppl.inference.rng import sampler_key
+
 __all__ = ["build_kernel"]
 
 
@@ -51,7 +53,8 @@ def build_kernel(max_depth: int, divergence_threshold: float = 1000, loops_apart
             integrate = _apart(integrate)
         expand = trajectory.dynamic_multiplicative_expansion(integrate, metric.check_turning, depth)
 
-        key_momentum, key_integrator = jax.random.split(rng_key, 2)
+        # a counter-based key: BlackJAX's many key derivations cost a few integer operations each
+        key_momentum, key_integrator = jax.random.split(sampler_key(rng_key), 2)
         position, logdensity, logdensity_grad = state
         momentum = metric.sample_momentum(key_momentum, position)
         start = integrators.IntegratorState(position, momentum, logdensity, logdensity_grad)

@@ -38,6 +38,7 @@ from blackjax.mcmc import hmc, metrics
 from ppl.inference.adaptation import (AdaptationState, LowRankBuffer, Schedule, _select, restart_dual_averaging,
                                       record_low_rank, update_adaptation)
 from ppl.inference.nuts_kernel import build_kernel
+from ppl.inference.rng import sampler_key
 
 __all__ = ["NUTSChainState", "NUTSDraw", "all_finite", "make_nuts_chunk", "make_gibbs_step", "search_then_move",
            "MAX_TRIALS"]
@@ -161,7 +162,9 @@ def search_then_move(s, flags: Schedule, target_accept, move: Callable, empty):
         key, k_search, k_move = jax.random.split(s.rng_key, 3)
         current = s.adapt.step_size
         trial = _trial_step_size(search, current)
-        k = jnp.where(searching, jax.random.fold_in(k_search, search.trial), k_move)
+        # the pass's keys are counter-based (rng.sampler_key): the trial's fold_in is a counter move
+        k = sampler_key(jnp.where(searching, jax.random.key_data(jax.random.fold_in(sampler_key(k_search), search.trial)),
+                                  jax.random.key_data(sampler_key(k_move))))
         moved, draw, accept = move(s, k, jnp.where(searching, trial, current), searching)
         after, found = _after_trial(search, trial, accept, current)
         restarted = _select(after.done, restart_dual_averaging(s.adapt, found, target_accept), s.adapt)
