@@ -163,8 +163,8 @@ def search_then_move(s, flags: Schedule, target_accept, move: Callable, empty):
         current = s.adapt.step_size
         trial = _trial_step_size(search, current)
         # the pass's keys are counter-based (rng.sampler_key): the trial's fold_in is a counter move
-        k = sampler_key(jnp.where(searching, jax.random.key_data(jax.random.fold_in(sampler_key(k_search), search.trial)),
-                                  jax.random.key_data(sampler_key(k_move))))
+        k_trial = jax.random.fold_in(sampler_key(k_search), search.trial)
+        k = sampler_key(jnp.where(searching, jax.random.key_data(k_trial), jax.random.key_data(sampler_key(k_move))))
         moved, draw, accept = move(s, k, jnp.where(searching, trial, current), searching)
         after, found = _after_trial(search, trial, accept, current)
         restarted = _select(after.done, restart_dual_averaging(s.adapt, found, target_accept), s.adapt)
