@@ -51,3 +51,17 @@ def test_bits_of_every_width_and_normals():
     z = np.asarray(jax.random.normal(KEY, (100_000,)))
     assert abs(z.mean()) < 4 / np.sqrt(z.size) and abs(z.var() - 1) < 4 * np.sqrt(2 / z.size)
     np.testing.assert_array_equal(z, np.asarray(jax.random.normal(KEY, (100_000,))))   # the same key, the same draws
+
+
+def test_bits_are_jax_threefry_of_the_counters():
+    """The straight-line Threefry-2x32 is JAX's own, word for word: the bits of a key with counter
+    (c0, c1) are threefry_2x32(key, [c0, ..., c0, c1, c1 + 1, ...]), as Random123 counts."""
+    from jax.extend.random import threefry_2x32
+    key = jax.random.fold_in(jax.random.split(KEY, 3)[2], 5)     # a counter far from zero
+    k0, k1, c0, c1 = (jnp.uint32(w) for w in np.asarray(jax.random.key_data(key)))
+    for size in (1, 2, 7, 1000):
+        pairs = -(-size // 2)
+        count = jnp.concatenate([jnp.full((pairs,), c0), c1 + jnp.arange(pairs, dtype=jnp.uint32)])
+        expected = np.asarray(threefry_2x32((k0, k1), count))[:size]
+        np.testing.assert_array_equal(np.asarray(jax.random.bits(key, (size,), jnp.uint32)), expected)
+        np.testing.assert_array_equal(np.asarray(jax.random.bits(key, (size,), jnp.uint8)), expected.astype(np.uint8))
