@@ -318,8 +318,8 @@ class Model:
         def build():
             dtype = float_dtype()
             density = self._log_density_fn(lw)
-            value_and_grad = jax.value_and_grad(density)
-            check = jax.jit(lambda points, data: jax.lax.map(lambda x: value_and_grad(x, data), points))
+            density_and_grad = jax.value_and_grad(density)
+            check = jax.jit(lambda points, data: jax.lax.map(lambda x: density_and_grad(x, data), points))
             options = one_shot_options(density, lw.dim, dtype, arrays, rows)
             args = (jax.ShapeDtypeStruct((rows, lw.dim), dtype), arrays)
             # kept on disk beside the chunk (a later process skips tracing it), keyed as the chunk is

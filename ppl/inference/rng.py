@@ -73,6 +73,9 @@ def _fold_in(key, data):
     return _derive(key, data, _FOLD)
 
 
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))   # Threefry-2x32's rotations, alternate blocks of four rounds
+
+
 def _threefry_2x32(k0, k1, x0, x1):
     """Threefry-2x32 (20 rounds) of the counter pairs (x0, x1) under the key (k0, k1): the function
     of ``jax.extend.random.threefry_2x32``, word for word, written as straight-line integer
@@ -90,9 +93,6 @@ def _threefry_2x32(k0, k1, x0, x1):
         x0 = x0 + keys[(block + 1) % 3]
         x1 = x1 + keys[(block + 2) % 3] + u(block + 1)
     return x0, x1
-
-
-_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 
 
 def _random_bits(key, bit_width: int, shape):
