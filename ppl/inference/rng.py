@@ -104,8 +104,8 @@ def _random_bits(key, bit_width: int, shape):
     pairs = max(1, -(-words // 2))
     i = jnp.arange(pairs, dtype=jnp.uint32)
     with jax.named_scope("threefry"):    # (named so in profiles and compiled programs)
-        high, low = _threefry_2x32(key[0], key[1], jnp.broadcast_to(key[2], (pairs,)), key[3] + i)
-        out = jnp.concatenate([high, low])[:words]
+        first, second = _threefry_2x32(key[0], key[1], jnp.broadcast_to(key[2], (pairs,)), key[3] + i)
+        out = jnp.concatenate([first, second])[:words]
     if bit_width == 64:
         hi, lo = out[:size].astype(jnp.uint64), out[size:].astype(jnp.uint64)
         return ((hi << jnp.uint64(32)) | lo).reshape(shape)
