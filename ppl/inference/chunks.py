@@ -10,7 +10,6 @@ divergences and time per phase.  The same schedule (Stan's windows,
 """
 from __future__ import annotations
 
-import time
 from typing import Callable, NamedTuple
 
 import jax
@@ -18,18 +17,16 @@ import jax
 from ppl.inference.adaptation import build_schedule, pad_schedule
 from ppl.inference.nuts import (ChunkRecorder, all_finite, as_data, chain_keys,  # noqa: F401
                                make_chunk_fn, run_chunked, signature, starting_carry)
-from ppl.inference.parallel import (chain_devices, compile_lowered, density_profile, lower_over_chains, place,
+from ppl.inference.parallel import (chain_devices, density_profile, lower_over_chains, place,
                                    place_chains, run_work)
 from ppl.inference.program_cache import chunk_key
-from ppl.inference.quick import QuickCheck, quick_start
+from ppl.inference.quick import ChunkPrograms, QuickCheck, quick_start
 from ppl.inference.xla_options import compiler_options
 
 __all__ = ["ChunkedRun", "compiled_chunk", "drive", "starting_carry", "as_data", "chain_keys", "all_finite",
            "compile_count", "clear_cache"]
 
-_CACHE: dict = {}
-_QUICK_LOWERED: dict = {}   # the last quick program's lowering, for a switch to compile at full optimisation
-_COMPILES = [0]
+_PROGRAMS = ChunkPrograms()
 
 
 class ChunkedRun(NamedTuple):
@@ -45,12 +42,11 @@ class ChunkedRun(NamedTuple):
 
 def compile_count() -> int:
     """Number of chunk programs compiled here (HMC, MH) in this process."""
-    return _COMPILES[0]
+    return _PROGRAMS.count
 
 
 def clear_cache() -> None:
-    _CACHE.clear()
-    _QUICK_LOWERED.clear()
+    _PROGRAMS.clear()
 
 
 def compiled_chunk(tag: str, build: Callable, logdensity_fn, data, carry, rows, params, static: tuple,
@@ -76,26 +72,16 @@ def compiled_chunk(tag: str, build: Callable, logdensity_fn, data, carry, rows, 
     options = compiler_options(profile.data_size, devices, work, quick=quick)
     program = (tag, logdensity_fn, signature(data), signature(carry), signature(rows), signature(params),
                static, jax.config.jax_enable_x64, tuple(d.id for d in devices))
-    key = program + (tuple(sorted((options or {}).items())),)
-    quick_ops = profile.ops if quick else None
-    if key in _CACHE:
-        return _CACHE[key], 0.0, meanwhile() if meanwhile is not None else None, quick_ops
-    t0 = time.perf_counter()
-    # a switch from the quick program compiles the same lowering again, at full optimisation
-    lowered = None if quick else _QUICK_LOWERED.pop(program, None)
-    if lowered is None:
+
+    def lower():
         cache_key = None
         if draw_type is not None:
             cache_key = chunk_key(profile.closed, (tag, static), (carry, rows, data, params), devices)
-        lowered = lower_over_chains(make_chunk_fn(*build()), carry, rows, data, params, devices, cache_key=cache_key,
-                                    result_types=(draw_type,) if draw_type is not None else ())
-    compiled, found = compile_lowered(lowered, options, meanwhile)
-    if quick:
-        _QUICK_LOWERED.clear()
-        _QUICK_LOWERED[program] = lowered
-    _CACHE[key] = compiled
-    _COMPILES[0] += 1
-    return compiled, time.perf_counter() - t0, found, quick_ops
+        return lower_over_chains(make_chunk_fn(*build()), carry, rows, data, params, devices, cache_key=cache_key,
+                                 result_types=(draw_type,) if draw_type is not None else ())
+
+    compiled, seconds, found = _PROGRAMS.get(program, options, bool(quick), lower, meanwhile)
+    return compiled, seconds, found, profile.ops if quick else None
 
 
 def drive(tag: str, build: Callable, logdensity_fn, data, carry, params, *, warmup: int, draws: int,

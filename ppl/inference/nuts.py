@@ -30,10 +30,10 @@ from ppl.inference.adaptation import (build_schedule, dense_inverse_mass_matrix,
                                       low_rank_buffer_size, pad_schedule)
 from ppl.inference.low_rank import LowRankWindows
 from ppl.inference.nuts_step import NUTSChainState, NUTSDraw, all_finite, make_gibbs_step, make_nuts_chunk
-from ppl.inference.parallel import (DeferredInit, StartingPoints, chain_devices, compile_lowered, density_profile,
+from ppl.inference.parallel import (DeferredInit, StartingPoints, chain_devices, density_profile,
                                    distribute, lower_over_chains, outer_loops_apart, place, place_chains, run_work)
 from ppl.inference.program_cache import chunk_key
-from ppl.inference.quick import QuickCheck, quick_start
+from ppl.inference.quick import ChunkPrograms, QuickCheck, quick_start
 from ppl.inference.rng import raw_keys
 from ppl.inference.stuck import StuckChains
 from ppl.inference.xla_options import compiler_options
@@ -244,19 +244,16 @@ class ChunkRecorder:
 # Compilation cache
 # ----------------------------------------------------------------------------------
 
-_CACHE: dict = {}
-_QUICK_LOWERED: dict = {}   # the last quick program's lowering, for a switch to compile at full optimisation
-_COMPILES = [0]
+_PROGRAMS = ChunkPrograms()
 
 
 def compile_count() -> int:
     """Number of NUTS chunk programs compiled in this process."""
-    return _COMPILES[0]
+    return _PROGRAMS.count
 
 
 def clear_cache() -> None:
-    _CACHE.clear()
-    _QUICK_LOWERED.clear()
+    _PROGRAMS.clear()
 
 
 def signature(tree):
@@ -295,15 +292,9 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
     if quick is None:
         quick = quick_start(ops, iterations, chains, devices)
     options = compiler_options(size, devices, work, quick=bool(quick))
-    quick_ops = ops if quick else None
     program = (logdensity_fn, gibbs_fn, signature(data)) + settings
-    key = program + (tuple(sorted((options or {}).items())),)
-    if key in _CACHE:
-        return _CACHE[key], 0.0, meanwhile() if meanwhile is not None else None, quick_ops
-    t0 = time.perf_counter()
-    # a switch from the quick program compiles the same lowering again, at full optimisation
-    lowered = None if quick else _QUICK_LOWERED.pop(program, None)
-    if lowered is None:
+
+    def lower():
         depth, dense = int(config.max_depth), bool(config.dense_mass)   # (the metric's kind is in the carry)
         apart = outer_loops_apart(ops if ops is not None else size)   # (within Gibbs: the count of data)
         if gibbs_fn is None:
@@ -313,16 +304,11 @@ def _get_compiled(logdensity_fn, data, carry, rows, target, config: NUTSConfig, 
         cache_key = None
         if profile is not None:
             cache_key = chunk_key(profile.closed, ("nuts", settings), (carry, rows, data, target), devices)
-        lowered = lower_over_chains(chunk, carry, rows, data, target, devices, config.shard_data, cache_key,
-                                    (NUTSDraw,))
-    compiled, other = compile_lowered(lowered, options, meanwhile)
-    if quick:
-        _QUICK_LOWERED.clear()
-        _QUICK_LOWERED[program] = lowered
-    seconds = time.perf_counter() - t0
-    _CACHE[key] = compiled
-    _COMPILES[0] += 1
-    return compiled, seconds, other, quick_ops
+        return lower_over_chains(chunk, carry, rows, data, target, devices, config.shard_data, cache_key,
+                                 (NUTSDraw,))
+
+    compiled, seconds, other = _PROGRAMS.get(program, options, bool(quick), lower, meanwhile)
+    return compiled, seconds, other, ops if quick else None
 
 
 # ----------------------------------------------------------------------------------
