@@ -119,15 +119,13 @@ def drive(tag: str, build: Callable, logdensity_fn, data, carry, params, *, warm
     chains = jax.tree.leaves(carry)[0].shape[0]
     check = QuickCheck(quick_ops, warmup + draws, chains, placed, chunk_size) if counted else None
     hooks = []
-    if check is not None and check.at is not None:
+    if check is not None:
         def to_optimised(c):    # the quick program (level 0) hands a long rest over to the optimised one
             nonlocal compiled, compile_s
-            if check.switch():
-                compiled, seconds, _, _ = compiled_chunk(tag, build, logdensity_fn, data, c, rows, params, static,
-                                                         placed, draw_type, iterations=warmup + draws, quick=False)
-                compile_s += seconds
-            return c
-        hooks.append((check.at, to_optimised))
+            compiled, seconds, _, _ = compiled_chunk(tag, build, logdensity_fn, data, c, rows, params, static,
+                                                     placed, draw_type, iterations=warmup + draws, quick=False)
+            compile_s += seconds
+        hooks += check.hooks(to_optimised)
 
     def on_chunk(start, n_valid, outs, seconds):
         if check is not None:

@@ -441,15 +441,13 @@ def sample_nuts(
     if stuck is not None and stuck.check_at is not None:
         hooks.append((stuck.check_at, lambda c: stuck.move(c, lambda s: place_chains(s, devices))))
     check = QuickCheck(quick_ops, warmup + draws, chains, devices, aligned) if quick_ops is not None else None
-    if check is not None and check.at is not None:
+    if check is not None:
         def to_optimised(c):    # a quick program (level 0) hands a long rest over to the optimised one
             nonlocal compiled, compile_s
-            if check.switch():
-                compiled, seconds, _, _ = _get_compiled(logdensity_fn, data, c, first_rows, target, config, devices,
-                                                        quick=False)
-                compile_s += seconds
-            return c
-        hooks.append((check.at, to_optimised))
+            compiled, seconds, _, _ = _get_compiled(logdensity_fn, data, c, first_rows, target, config, devices,
+                                                    quick=False)
+            compile_s += seconds
+        hooks += check.hooks(to_optimised)
 
     def on_chunk(start, n_valid, outs, seconds):
         if stuck is not None:

@@ -137,6 +137,18 @@ class QuickCheck:
         rest = level0_loss(self.ops, self.total - self.at, self.chains, self.devices, self.leapfrogs())
         return rest > SWITCH_S
 
+    def hooks(self, to_optimised: Callable) -> list:
+        """``run_chunked``'s hook at ``at`` (none when the run ends first): there, if :meth:`switch`
+        says so, ``to_optimised(carry)`` compiles the optimised program that runs the rest."""
+        if self.at is None:
+            return []
+
+        def hook(carry):
+            if self.switch():
+                to_optimised(carry)
+            return carry
+        return [(self.at, hook)]
+
 
 class ChunkPrograms:
     """A sampler's compiled chunks in this process, by ``program`` (what shapes it: the functions,
