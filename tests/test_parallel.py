@@ -235,20 +235,37 @@ import gc
 was = gc.isenabled()
 import ppl
 after_import = gc.isenabled()
+frozen_import = gc.get_freeze_count()
 model = ppl.compile("mu ~ normal(0, 1)")
 model.sample(chains=1, warmup=10, draws=10, seed=0)
 after_fit = gc.isenabled()
+frozen_fit = gc.get_freeze_count()
+model.sample(chains=1, warmup=10, draws=10, seed=1)
+frozen_again = gc.get_freeze_count()
 gc.disable()
 import importlib, sys
 importlib.reload(sys.modules["ppl"])
 print(was, after_import, after_fit, gc.isenabled())
+print(frozen_import, frozen_fit, frozen_again, gc.get_freeze_count())
 """
 
 
-def test_imports_pause_the_garbage_collector_and_leave_it_as_it_was():
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+@pytest.mark.parametrize("freeze", ["1", "0"])
+def test_imports_pause_the_garbage_collector_and_leave_it_as_it_was(freeze):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               PPL_GC_FREEZE=freeze)
     out = subprocess.run([sys.executable, "-W", "ignore", "-c", _GC], capture_output=True, text=True, env=env,
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     # on before and after `import ppl` and a first fit; a collector the user turned off stays off
-    assert out.stdout.split("\n")[0] == "True True True False"
+    enabled, frozen = out.stdout.split("\n")[:2]
+    assert enabled == "True True True False"
+    at_import, at_fit, at_second_fit, after_reload = map(int, frozen.split())
+    if freeze == "0":
+        assert (at_import, at_fit, at_second_fit, after_reload) == (0, 0, 0, 0)
+    else:
+        # what `import ppl` and the samplers' first import allocated is frozen, out of every later
+        # collection; a second fit imports nothing and freezes nothing; nor does a block under a
+        # collector the user turned off
+        assert at_import > 100_000 and at_fit > at_import
+        assert at_second_fit == at_fit and after_reload <= at_fit

@@ -129,7 +129,11 @@ def sampler_key(raw):
     import jax
     import jax.numpy as jnp
     if not _IMPL:
-        from jax.extend.random import define_prng_impl
+        try:    # JAX's own module: ``jax.extend.random`` re-exports it, but ``import jax.extend`` imports
+            # Pallas and the rest of ``jax.extend`` (20-25 ms of a cold first draw)
+            from jax._src.extend.random import define_prng_impl
+        except ImportError:  # pragma: no cover - a JAX that moved it
+            from jax.extend.random import define_prng_impl
         _IMPL.append(define_prng_impl(key_shape=(4,), seed=_seed, split=_split, random_bits=_random_bits,
                                       fold_in=_fold_in, name="ppl_counter", tag="ppl"))
     if jnp.issubdtype(raw.dtype, jax.dtypes.prng_key):
