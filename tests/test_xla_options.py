@@ -1,6 +1,6 @@
 """XLA's compile options for ppl's programs (ppl.inference.xla_options): the emitters chosen by the
 data and the run's length, reductions left to XLA rather than YNNPACK, sums as written in float64,
-options an installed XLA does not know, and the user's own PPL_XLA_OPTIONS."""
+the parts XLA compiles a program in, options an installed XLA does not know, and the user's own PPL_XLA_OPTIONS."""
 import os
 import re
 
@@ -12,11 +12,12 @@ import pytest
 import ppl  # noqa: F401  (float64, and host devices before JAX starts)
 from ppl.inference import xla_options
 from ppl.inference.parallel import density_data_size
-from ppl.inference.xla_options import (LONG_RUN, PLAIN_SUMS, SMALL_DATA, YNN_FUSIONS_OFF, compile_with,
-                                       compiler_options)
+from ppl.inference.xla_options import (LONG_RUN, PLAIN_SUMS, SMALL_DATA, YNN_FUSIONS_OFF, codegen_parts,
+                                       compile_with, compiler_options)
 from ppl.numerics import log1p_exp
 
 CPU = jax.devices("cpu")
+PARTS = codegen_parts()
 
 
 @pytest.fixture
@@ -27,17 +28,17 @@ def no_user_options(monkeypatch):
 
 
 def test_float64_programs_sum_as_written_without_the_fusion_emitters(monkeypatch, no_user_options):
-    off = {"xla_cpu_use_fusion_emitters": False, **YNN_FUSIONS_OFF, **PLAIN_SUMS}  # ppl's default precision
+    off = {"xla_cpu_use_fusion_emitters": False, **YNN_FUSIONS_OFF, **PARTS, **PLAIN_SUMS}  # ppl's default precision
     for size, work in [(1, None), (SMALL_DATA + 1, None), (10 ** 6, LONG_RUN * 10)]:
         assert compiler_options(size, CPU, work) == off
     assert compiler_options(1, CPU, quick=True) == {**off, "xla_backend_optimization_level": 0}
     monkeypatch.setenv("PPL_FUSION_EMITTERS", "1")
-    assert compiler_options(1, CPU) == {**YNN_FUSIONS_OFF, **PLAIN_SUMS}
+    assert compiler_options(1, CPU) == {**YNN_FUSIONS_OFF, **PARTS, **PLAIN_SUMS}
 
 
 def test_float32_fusion_emitters_follow_the_data_one_evaluation_reads(monkeypatch, no_user_options):
     monkeypatch.setattr(xla_options, "_float64", lambda: False)
-    off, on = {"xla_cpu_use_fusion_emitters": False, **YNN_FUSIONS_OFF}, dict(YNN_FUSIONS_OFF)
+    off, on = {"xla_cpu_use_fusion_emitters": False, **YNN_FUSIONS_OFF, **PARTS}, {**YNN_FUSIONS_OFF, **PARTS}
     assert compiler_options(SMALL_DATA, CPU) == off
     assert compiler_options(SMALL_DATA + 1, CPU) == on
     # with the run's work known: a short run keeps them off whatever the data, a long one has them
@@ -49,6 +50,18 @@ def test_float32_fusion_emitters_follow_the_data_one_evaluation_reads(monkeypatc
     assert compiler_options(1, CPU, work=1.0) == on
     monkeypatch.setenv("PPL_FUSION_EMITTERS", "0")
     assert compiler_options(10 ** 6, CPU, work=LONG_RUN * 10) == off
+
+
+def test_programs_compile_in_twice_as_many_parts_as_cores_at_most_xlas_32(monkeypatch, no_user_options):
+    key = "xla_cpu_parallel_codegen_split_count"
+    for cores, parts in [(1, 2), (2, 4), (6, 12), (16, 32), (64, 32)]:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)), raising=False)
+        assert codegen_parts() == {key: parts}
+        assert compiler_options(1, CPU)[key] == parts
+    # this XLA knows the option (compile_with would drop it silently otherwise)
+    lowered, x = softplus_sum()
+    compile_with(lowered, codegen_parts())
+    assert key not in xla_options._UNKNOWN_OPTIONS
 
 
 def test_the_data_one_evaluation_reads():
